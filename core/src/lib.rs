@@ -1,0 +1,21 @@
+//! The sans-IO core of telegram-bots.
+//!
+//! Everything the service decides lives here, with no sockets, files, threads, sleeps,
+//! clock reads or global state: time comes in as a parameter, bytes come in and go out
+//! as values. The runtimes (`telegram-bots` on smol, `telegram-bots-blocking` on OS
+//! threads) only move bytes and results between the world and these types.
+//!
+//! - [`config`]: the environment in, a typed configuration or one error line per variable out.
+//! - [`secret`]: wrappers that keep keys, tokens and passwords out of every printout.
+//! - [`fleet`]: the bots of this process and their states.
+//! - [`health`]: lifecycle, readiness, and the responses of the health surface.
+//! - [`http`]: the health server's HTTP/1.x connection state machine.
+//! - [`metrics`]: the Prometheus text of `/metrics`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod fleet;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod secret;
