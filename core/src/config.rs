@@ -19,19 +19,37 @@ pub const DEFAULT_INNGEST_BASE_URL: &str = "https://inn.gs";
 
 /// Every variable the service reads, for `--help` and the README.
 pub const VARIABLES: &[(&str, &str)] = &[
-    ("HEALTH_ADDR", "address of /healthz, /readyz and /metrics (default 0.0.0.0:8002)"),
+    (
+        "HEALTH_ADDR",
+        "address of /healthz, /readyz and /metrics (default 0.0.0.0:8002)",
+    ),
     ("LOG_LEVEL", "error, warn, info (default), debug or trace"),
-    ("DATABASE_URL", "PostgreSQL URL of the integrations store (secret)"),
-    ("ENCRYPTION_KEY", "base64 of the 32-byte key that encrypts bot tokens (secret)"),
+    (
+        "DATABASE_URL",
+        "PostgreSQL URL of the integrations store (secret)",
+    ),
+    (
+        "ENCRYPTION_KEY",
+        "base64 of the 32-byte key that encrypts bot tokens (secret)",
+    ),
     ("INNGEST_EVENT_KEY", "Inngest event key (secret)"),
-    ("INNGEST_BASE_URL", "Inngest event API base URL (default https://inn.gs)"),
+    (
+        "INNGEST_BASE_URL",
+        "Inngest event API base URL (default https://inn.gs)",
+    ),
     ("AWS_ACCESS_KEY_ID", "S3 access key id"),
     ("AWS_SECRET_ACCESS_KEY", "S3 secret access key (secret)"),
     ("S3_BUCKET", "bucket for voice messages"),
     ("S3_REGION", "S3 region (default us-east-1)"),
-    ("S3_ENDPOINT", "URL of an S3-compatible store instead of AWS"),
+    (
+        "S3_ENDPOINT",
+        "URL of an S3-compatible store instead of AWS",
+    ),
     ("TELEGRAM_API_ID", "Telegram API id (a positive integer)"),
-    ("TELEGRAM_API_HASH", "Telegram API hash, 32 hex digits (secret)"),
+    (
+        "TELEGRAM_API_HASH",
+        "Telegram API hash, 32 hex digits (secret)",
+    ),
 ];
 
 /// How much the service logs.
@@ -117,7 +135,9 @@ impl Config {
             health_addr: p
                 .parse("HEALTH_ADDR", parse_socket_addr)
                 .unwrap_or_else(|| DEFAULT_HEALTH_ADDR.parse().expect("valid default")),
-            log_level: p.parse("LOG_LEVEL", parse_log_level).unwrap_or(LogLevel::Info),
+            log_level: p
+                .parse("LOG_LEVEL", parse_log_level)
+                .unwrap_or(LogLevel::Info),
             database_url: p.parse("DATABASE_URL", parse_database_url),
             encryption_key: p.parse("ENCRYPTION_KEY", parse_key32),
             inngest_event_key: p.parse("INNGEST_EVENT_KEY", |v| Ok(Secret::new(v.to_owned()))),
@@ -125,9 +145,8 @@ impl Config {
                 .parse("INNGEST_BASE_URL", parse_http_url)
                 .unwrap_or_else(|| DEFAULT_INNGEST_BASE_URL.to_owned()),
             aws_access_key_id: p.parse("AWS_ACCESS_KEY_ID", |v| Ok(v.to_owned())),
-            aws_secret_access_key: p.parse("AWS_SECRET_ACCESS_KEY", |v| {
-                Ok(Secret::new(v.to_owned()))
-            }),
+            aws_secret_access_key: p
+                .parse("AWS_SECRET_ACCESS_KEY", |v| Ok(Secret::new(v.to_owned()))),
             s3_bucket: p.parse("S3_BUCKET", |v| Ok(v.to_owned())),
             s3_region: p
                 .parse("S3_REGION", |v| Ok(v.to_owned()))
@@ -294,7 +313,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.encryption_key.as_ref().unwrap().expose()[31], 31);
         let debug = format!("{c:?}");
-        for secret in ["pa55word", key, "evt-key-123", "aws-secret-456", "0123456789abcdef"] {
+        for secret in [
+            "pa55word",
+            key,
+            "evt-key-123",
+            "aws-secret-456",
+            "0123456789abcdef",
+        ] {
             assert!(!debug.contains(secret), "{secret} leaked in {debug}");
         }
         assert!(debug.contains("postgres://app:***@db:5432/bots"));

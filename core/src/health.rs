@@ -102,7 +102,10 @@ impl Health {
             .collect();
         let bots = self.fleet.count(BotState::Running);
         let (status, body) = if self.is_ready() {
-            (200, json!({ "status": "ready", "bots": bots, "details": details }))
+            (
+                200,
+                json!({ "status": "ready", "bots": bots, "details": details }),
+            )
         } else {
             let reason = match self.lifecycle {
                 Lifecycle::Starting => "starting",

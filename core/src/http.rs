@@ -108,12 +108,21 @@ fn reason(status: u16) -> &'static str {
 #[derive(Debug)]
 enum State {
     /// Collecting the request head.
-    Reading { buf: Vec<u8> },
+    Reading {
+        buf: Vec<u8>,
+    },
     /// A request was parsed; waiting for the runtime's response.
-    Awaiting { request: Option<Request> },
-    Writing { out: Vec<u8>, pos: usize },
+    Awaiting {
+        request: Option<Request>,
+    },
+    Writing {
+        out: Vec<u8>,
+        pos: usize,
+    },
     /// Response sent and write side shut; discarding what the peer still sends.
-    Lingering { discarded: usize },
+    Lingering {
+        discarded: usize,
+    },
     Closed,
 }
 
@@ -287,7 +296,13 @@ mod tests {
         assert_eq!(conn.poll_request(), None);
         conn.handle_read(b"TP/1.1\r\nHost: x\r\n\r\n", t0);
         let req = conn.poll_request().unwrap();
-        assert_eq!(req, Request { method: Method::Get, path: "/readyz".into() });
+        assert_eq!(
+            req,
+            Request {
+                method: Method::Get,
+                path: "/readyz".into()
+            }
+        );
         assert_eq!(conn.poll_request(), None);
         assert!(!conn.wants_read());
         conn.respond_to(&req, &Response::json(200, "{}"), t0);

@@ -40,7 +40,13 @@ pub fn render(fleet: &Fleet, ready: bool, process: Option<&ProcessSample>) -> St
                 .filter(|b| b.state == BotState::Running)
                 .map(|b| {
                     let username = b.username.as_deref().unwrap_or("");
-                    (vec![("workspace_id", b.workspace_id.as_str()), ("username", username)], 1.0)
+                    (
+                        vec![
+                            ("workspace_id", b.workspace_id.as_str()),
+                            ("username", username),
+                        ],
+                        1.0,
+                    )
                 })
                 .collect(),
         ),
@@ -104,13 +110,21 @@ fn process_families(p: &ProcessSample) -> Vec<MetricFamily> {
             "Virtual memory size in bytes.",
             p.virtual_memory_bytes as f64,
         ),
-        gauge("process_open_fds", "Number of open file descriptors.", p.open_fds as f64),
+        gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            p.open_fds as f64,
+        ),
         gauge(
             "process_max_fds",
             "Maximum number of open file descriptors.",
             p.max_fds as f64,
         ),
-        gauge("process_threads", "Number of OS threads in the process.", p.threads as f64),
+        gauge(
+            "process_threads",
+            "Number of OS threads in the process.",
+            p.threads as f64,
+        ),
         gauge(
             "process_start_time_seconds",
             "Start time of the process since unix epoch in seconds.",

@@ -1,0 +1,73 @@
+//! What both binaries do before they run: parse the command line, parse the
+//! configuration from the environment, and set up logging.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use telegram_bots_core::config::{self, Config, LogLevel};
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the bots and serve /healthz, /readyz and /metrics (the default).
+    Run,
+}
+
+/// Parses the command line and the environment and sets up logging. On `--help` or
+/// `--version` clap prints and exits 0; on a bad command line it exits 2. A bad
+/// configuration prints one line per bad variable and returns exit code 2.
+pub fn start(binary: &'static str, about: &'static str) -> Result<Config, ExitCode> {
+    let mut variables = String::from("Environment:\n");
+    for (name, what) in config::VARIABLES {
+        variables.push_str(&format!("  {name:<22} {what}\n"));
+    }
+    let command = Cli::command()
+        .name(binary)
+        .bin_name(binary)
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"))
+        .after_help(variables);
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {}
+    }
+
+    // Not `std::env::vars()`: it panics on a value that is not UTF-8, even in a variable
+    // the service never reads.
+    let env = std::env::vars_os().map(|(k, v)| {
+        (
+            k.to_string_lossy().into_owned(),
+            v.to_string_lossy().into_owned(),
+        )
+    });
+    let config = Config::from_env(env).map_err(|errors| {
+        for line in errors.to_string().lines() {
+            eprintln!("{binary}: {line}");
+        }
+        ExitCode::from(2)
+    })?;
+    init_logging(config.log_level);
+    Ok(config)
+}
+
+fn init_logging(level: LogLevel) {
+    let level = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Trace => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

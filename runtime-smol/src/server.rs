@@ -1,0 +1,119 @@
+//! The health server on async-io: one task per connection (capped), each driving a core
+//! [`HttpConnection`].
+
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use async_io::{Async, Timer};
+use smol::LocalExecutor;
+use smol::channel;
+use smol::future::FutureExt as _;
+use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use telegram_bots_blocking::shared::SharedHealth;
+use telegram_bots_core::http::{HttpConnection, Response};
+
+/// At most this many connections are served at once; more are answered 503 at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long a stop waits for requests already in progress.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Serves `health` on `listener` until `stop` resolves, then drains requests in progress
+/// for up to [`DRAIN_TIMEOUT`].
+pub async fn serve(
+    ex: &Rc<LocalExecutor<'_>>,
+    listener: Async<TcpListener>,
+    health: SharedHealth,
+    stop: impl Future<Output = ()>,
+) {
+    // Every connection task holds a clone of `active`; the receiver sees the channel
+    // close once the last one has finished.
+    let (active, all_done) = channel::bounded::<()>(1);
+    let accept = async {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            if active.sender_count() > MAX_CONNECTIONS {
+                ex.spawn(refuse(stream)).detach();
+                continue;
+            }
+            let (guard, health) = (active.clone(), health.clone());
+            ex.spawn(async move {
+                let _guard = guard;
+                serve_connection(stream, &health).await;
+            })
+            .detach();
+        }
+    };
+    accept.or(stop).await;
+    drop(listener);
+    drop(active);
+    let _ = all_done
+        .recv()
+        .or(async {
+            Timer::after(DRAIN_TIMEOUT).await;
+            Ok(())
+        })
+        .await;
+}
+
+async fn refuse(mut stream: Async<TcpStream>) {
+    let _ = stream
+        .write_all(&Response::error(503).encode(false))
+        .or(async {
+            Timer::after(Duration::from_millis(100)).await;
+            Ok(())
+        })
+        .await;
+}
+
+/// Drives one connection until the core says it is closed.
+async fn serve_connection(mut stream: Async<TcpStream>, health: &SharedHealth) {
+    let mut conn = HttpConnection::new(Instant::now());
+    let mut buf = [0u8; 4096];
+    let mut shut_down_write = false;
+    loop {
+        let now = Instant::now();
+        conn.handle_timeout(now);
+        if let Some(request) = conn.poll_request() {
+            let response = health.respond(&request);
+            conn.respond_to(&request, &response, now);
+        }
+        let Some(deadline) = conn.poll_timeout() else {
+            return;
+        };
+        if let Some(out) = conn.poll_transmit() {
+            match stream.write(out).or(timeout_at(deadline)).await {
+                Ok(n) => conn.advance_transmit(n, Instant::now()),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                Err(_) => return,
+            }
+            continue;
+        }
+        if conn.is_write_finished() && !shut_down_write {
+            let _ = stream.get_ref().shutdown(Shutdown::Write);
+            shut_down_write = true;
+        }
+        if !conn.wants_read() {
+            return;
+        }
+        match stream.read(&mut buf).or(timeout_at(deadline)).await {
+            Ok(0) => conn.handle_eof(),
+            Ok(n) => conn.handle_read(&buf[..n], Instant::now()),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(_) => return,
+        }
+    }
+}
+
+async fn timeout_at(deadline: Instant) -> io::Result<usize> {
+    Timer::at(deadline).await;
+    Err(io::ErrorKind::TimedOut.into())
+}
+
+/// The address the listener is bound to, for the start-up log.
+pub fn local_addr(listener: &Async<TcpListener>) -> io::Result<SocketAddr> {
+    listener.get_ref().local_addr()
+}
