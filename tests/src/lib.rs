@@ -1,1 +1,19 @@
+//! Test support for telegram-bots: every test talks to real parts.
+//!
+//! - [`postgres`]: a real PostgreSQL (`DATABASE_URL`, or a private throwaway cluster),
+//!   one fresh database per test.
+//! - [`s3`]: a real S3-compatible server (`s3s-fs`) per test, with its own bucket.
+//! - [`inngest`]: an in-process Inngest event receiver that follows the documented API,
+//!   records what it accepts and can be told to fail.
+//! - [`service`]: a service binary started as a real process, signalled and waited for.
+//! - [`http`]: a raw HTTP client that can also send what a well-behaved client would not.
+//! - [`conformance`]: the health-surface suite that both runtimes must pass unchanged.
 
+pub mod conformance;
+pub mod http;
+pub mod inngest;
+pub mod net;
+pub mod postgres;
+pub mod process;
+pub mod s3;
+pub mod service;
