@@ -48,9 +48,16 @@ impl SecretUrl {
     }
 
     /// The URL with the password (between `user:` and `@` in the authority) replaced by
-    /// `***`, and any query string dropped (libpq accepts `?password=` there too).
+    /// `***`, and any query string dropped (libpq accepts `?password=` there too). A
+    /// libpq keyword string (`host=db password=x`) keeps its keywords and hides every
+    /// value but `host`, `port`, `dbname` and `user`.
     pub fn redacted(&self) -> String {
-        redact_url(self.0.expose())
+        let value = self.0.expose();
+        if value.contains("://") {
+            redact_url(value)
+        } else {
+            redact_keywords(value)
+        }
     }
 }
 
@@ -75,6 +82,42 @@ fn redact_url(url: &str) -> String {
         Some(scheme) => format!("{scheme}://{authority}{tail}"),
         None => format!("{authority}{tail}"),
     }
+}
+
+fn redact_keywords(s: &str) -> String {
+    const SHOWN: [&str; 4] = ["host", "port", "dbname", "user"];
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|&c| c != '=' && !c.is_whitespace())).collect();
+        if key.is_empty() {
+            break;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'=').is_some() {
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+            if chars.next_if_eq(&'\'').is_some() {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => value.extend(chars.next()),
+                        '\'' => break,
+                        c => value.push(c),
+                    }
+                }
+            } else {
+                value = std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())).collect();
+            }
+        }
+        if SHOWN.contains(&key.as_str()) {
+            out.push(format!("{key}={value}"));
+        } else {
+            out.push(format!("{key}=***"));
+        }
+    }
+    out.join(" ")
 }
 
 impl fmt::Debug for SecretUrl {
@@ -113,6 +156,14 @@ mod tests {
             ),
             ("postgres://db/bots", "postgres://db/bots"),
             ("postgres://u:p:q@h@db/x", "postgres://u:***@db/x"),
+            (
+                "host=db user=app password='s3c ret\\'x' dbname=bots",
+                "host=db user=app password=*** dbname=bots",
+            ),
+            (
+                "host=db password=s3cret sslmode=require",
+                "host=db password=*** sslmode=***",
+            ),
         ];
         for (url, want) in cases {
             let u = SecretUrl::new(url.to_owned());

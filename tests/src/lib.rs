@@ -9,6 +9,7 @@
 //! - [`http`]: a raw HTTP client that can also send what a well-behaved client would not.
 //! - [`conformance`]: the health-surface suite that both runtimes must pass unchanged.
 
+pub mod bench;
 pub mod conformance;
 pub mod http;
 pub mod inngest;

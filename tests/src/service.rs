@@ -17,6 +17,7 @@ pub struct Service {
     child: Child,
     pub health_addr: SocketAddr,
     logs: Arc<Mutex<String>>,
+    log_readers: Vec<thread::JoinHandle<()>>,
     exit: Option<ExitStatus>,
 }
 
@@ -38,6 +39,7 @@ impl Service {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
         let logs = Arc::new(Mutex::new(String::new()));
+        let mut log_readers = Vec::new();
         for pipe in [
             child
                 .stdout
@@ -52,18 +54,19 @@ impl Service {
         .flatten()
         {
             let logs = logs.clone();
-            thread::spawn(move || {
+            log_readers.push(thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     let mut logs = logs.lock().unwrap();
                     logs.push_str(&line);
                     logs.push('\n');
                 }
-            });
+            }));
         }
         Service {
             child,
             health_addr,
             logs,
+            log_readers,
             exit: None,
         }
     }
@@ -79,7 +82,7 @@ impl Service {
             if let Some(status) = self.try_exit() {
                 panic!("service exited early with {status}:\n{}", self.logs());
             }
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(2));
         }
         panic!("service not healthy within {timeout:?}:\n{}", self.logs());
     }
@@ -117,14 +120,16 @@ impl Service {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.try_exit() {
-                // Let the log readers reach EOF.
-                thread::sleep(Duration::from_millis(50));
+                // The pipes are at EOF once the process is gone: collect the last lines.
+                for reader in self.log_readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return Some(status);
             }
             if Instant::now() >= deadline {
                 return None;
             }
-            thread::sleep(Duration::from_millis(5));
+            thread::sleep(Duration::from_millis(1));
         }
     }
 
