@@ -39,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
         conn.advance_transmit(n, t0);
     }
     if !written.is_empty() {
-        assert!(written.starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&written));
+        assert!(
+            written.starts_with(b"HTTP/1.1 "),
+            "{:?}",
+            String::from_utf8_lossy(&written)
+        );
         assert!(written.windows(4).any(|w| w == b"\r\n\r\n"));
     }
     assert!(written.len() < MAX_HEAD_BYTES + 64 * 1024);

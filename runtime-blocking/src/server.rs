@@ -8,14 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use telegram_bots_core::http::{HttpConnection, Response};
+use telegram_bots_core::http::{ACCEPT_ERROR_PAUSE, DRAIN_TIMEOUT, HttpConnection, Response};
 
 use crate::shared::SharedHealth;
 
 /// At most this many connections are served at once; more are answered 503 at once.
 pub const MAX_CONNECTIONS: usize = 512;
-/// How long a stop waits for requests already in progress.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A running health server.
 #[derive(Debug)]
@@ -83,7 +81,15 @@ fn accept_loop(
         if stopping.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = stream else { continue };
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Out of file descriptors, usually: do not spin on it.
+                tracing::warn!("health server cannot accept: {e}");
+                thread::sleep(ACCEPT_ERROR_PAUSE);
+                continue;
+            }
+        };
         if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             active.fetch_sub(1, Ordering::SeqCst);
             refuse(stream);

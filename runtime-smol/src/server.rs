@@ -12,12 +12,10 @@ use smol::channel;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use telegram_bots_blocking::shared::SharedHealth;
-use telegram_bots_core::http::{HttpConnection, Response};
+use telegram_bots_core::http::{ACCEPT_ERROR_PAUSE, DRAIN_TIMEOUT, HttpConnection, Response};
 
 /// At most this many connections are served at once; more are answered 503 at once.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// How long a stop waits for requests already in progress.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves `health` on `listener` until `stop` resolves, then drains requests in progress
 /// for up to [`DRAIN_TIMEOUT`].
@@ -32,8 +30,14 @@ pub async fn serve(
     let (active, all_done) = channel::bounded::<()>(1);
     let accept = async {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, usually: do not spin on it.
+                    tracing::warn!("health server cannot accept: {e}");
+                    Timer::after(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
             };
             if active.sender_count() > MAX_CONNECTIONS {
                 ex.spawn(refuse(stream)).detach();

@@ -37,8 +37,9 @@ pub fn health_and_lifecycle(binary: &Path, runs: usize, requests: usize) {
     let name = binary.file_name().unwrap().to_string_lossy().into_owned();
     println!("== {name}: {runs} runs, {requests} sequential requests per endpoint and run");
     let (mut start, mut stop, mut rss) = (Vec::new(), Vec::new(), Vec::new());
-    let mut latency: Vec<(&str, Vec<Duration>)> =
-        ["/healthz", "/readyz", "/metrics"].map(|p| (p, Vec::new())).into();
+    let mut latency: Vec<(&str, Vec<Duration>)> = ["/healthz", "/readyz", "/metrics"]
+        .map(|p| (p, Vec::new()))
+        .into();
     for _ in 0..runs {
         let t0 = Instant::now();
         let mut service = Service::start(binary, &[("LOG_LEVEL", "warn")]);
