@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod conformance;
+pub mod fake_dc;
 pub mod http;
 pub mod inngest;
 pub mod net;
