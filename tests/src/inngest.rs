@@ -14,17 +14,15 @@
 //! [`InngestReceiver::fail_next`].
 
 use std::collections::{HashSet, VecDeque};
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::json_server::{JsonServer, Request};
+
 pub const MAX_EVENT_BYTES: usize = 512 * 1024;
-pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+pub use crate::json_server::MAX_BODY_BYTES;
 
 /// One event the receiver accepted.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,35 +62,22 @@ pub struct InngestReceiver {
     addr: SocketAddr,
     event_key: String,
     state: Arc<Mutex<State>>,
-    stopping: Arc<AtomicBool>,
+    _server: JsonServer,
 }
 
 impl InngestReceiver {
     /// Starts a receiver that accepts `event_key`.
     pub fn start(event_key: &str) -> InngestReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the Inngest receiver");
-        let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State::default()));
-        let stopping = Arc::new(AtomicBool::new(false));
-        let (key, st, stop) = (event_key.to_owned(), state.clone(), stopping.clone());
-        thread::Builder::new()
-            .name("inngest-receiver".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (key, st) = (key.clone(), st.clone());
-                    thread::spawn(move || serve(stream, &key, &st));
-                }
-            })
-            .expect("spawn the Inngest receiver");
+        let (key, st) = (event_key.to_owned(), state.clone());
+        let server = JsonServer::start(listener, Arc::new(move |r: &Request| handle(r, &key, &st)))
+            .expect("start the Inngest receiver");
         InngestReceiver {
-            addr,
+            addr: server.addr(),
             event_key: event_key.to_owned(),
             state,
-            stopping,
+            _server: server,
         }
     }
 
@@ -133,84 +118,16 @@ impl InngestReceiver {
     }
 }
 
-impl Drop for InngestReceiver {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-    }
-}
-
-/// Serves requests on one connection (keep-alive) until the peer closes it.
-fn serve(mut stream: TcpStream, key: &str, state: &Mutex<State>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut buf = Vec::new();
-    loop {
-        let Some((method, path, body, close)) = read_request(&mut stream, &mut buf) else {
-            return;
-        };
-        let reply = match (method.as_str(), path.as_str()) {
-            ("GET", "/health") => Some((200, json!({"status": 200, "message": "OK"}))),
-            ("POST", p) if p.starts_with("/e/") => {
-                handle_send(&p["/e/".len()..], key, body.as_deref(), state)
-            }
-            (_, p) if p.starts_with("/e/") || p == "/health" => {
-                Some((405, json!({"status": 405, "error": "method not allowed"})))
-            }
-            _ => Some((404, json!({"status": 404, "error": "not found"}))),
-        };
-        let Some((status, body)) = reply else {
-            return; // a scripted dropped connection
-        };
-        let body = body.to_string();
-        let head = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
-            body.len(),
-            if close { "Connection: close\r\n" } else { "" }
-        );
-        if stream.write_all(head.as_bytes()).is_err() || stream.write_all(body.as_bytes()).is_err()
-        {
-            return;
+fn handle(request: &Request, key: &str, state: &Mutex<State>) -> Option<(u16, Value)> {
+    match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/health") => Some((200, json!({"status": 200, "message": "OK"}))),
+        ("POST", p) if p.starts_with("/e/") => {
+            handle_send(&p["/e/".len()..], key, request.body.as_deref(), state)
         }
-        if close {
-            return;
+        (_, p) if p.starts_with("/e/") || p == "/health" => {
+            Some((405, json!({"status": 405, "error": "method not allowed"})))
         }
-    }
-}
-
-/// `(method, path, body, connection_close)`; `None` at EOF or on a broken request. A body
-/// over [`MAX_BODY_BYTES`] is returned as `None` body (413).
-fn read_request(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> Option<(String, String, Option<Vec<u8>>, bool)> {
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        if let httparse::Status::Complete(head_len) = req.parse(buf).ok()? {
-            let method = req.method?.to_owned();
-            let path = req.path?.split('?').next()?.to_owned();
-            let header = |name: &str| {
-                req.headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name))
-                    .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
-            };
-            let close = header("connection").is_some_and(|v| v == "close");
-            let length: usize = header("content-length").map_or(Some(0), |v| v.parse().ok())?;
-            if length > MAX_BODY_BYTES {
-                return Some((method, path, None, true));
-            }
-            while buf.len() < head_len + length {
-                let n = stream.read(&mut chunk).ok().filter(|&n| n > 0)?;
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            let body = buf[head_len..head_len + length].to_vec();
-            buf.drain(..head_len + length);
-            return Some((method, path, Some(body), close));
-        }
-        let n = stream.read(&mut chunk).ok().filter(|&n| n > 0)?;
-        buf.extend_from_slice(&chunk[..n]);
+        _ => Some((404, json!({"status": 404, "error": "not found"}))),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod fake_dc;
 pub mod http;
 pub mod inngest;
+pub mod json_server;
 pub mod net;
 pub mod postgres;
 pub mod process;

@@ -203,7 +203,7 @@ fn message_key_iv(auth_key: &[u8; 256], msg_key: &[u8], x: usize) -> ([u8; 32], 
 /// Decrypts a client's message (`auth_key_id ‖ msg_key ‖ ciphertext`). `None` when the
 /// msg_key does not match: a forged, corrupted or wrongly keyed message.
 pub fn decrypt_from_client(auth_key: &[u8; 256], packet: &[u8]) -> Option<Vec<u8>> {
-    if packet.len() < 24 + 32 || (packet.len() - 24) % 16 != 0 {
+    if packet.len() < 24 + 32 || !(packet.len() - 24).is_multiple_of(16) {
         return None;
     }
     let msg_key = &packet[8..24];
@@ -241,7 +241,11 @@ mod tests {
         assert_eq!(key.fingerprint(), -1_593_010_162_628_045_094);
         let pem = key.public_pem();
         assert!(pem.starts_with("-----BEGIN RSA PUBLIC KEY-----\nMIIBCgKCAQEAiWGU8Lv7f/6b9wpBH+pbsbUih+pxdQQqm/BAv9HPqxFW6RVZS+xa\n"));
-        assert!(pem.ends_with("rINxFPFHNPVGDm8gNR4TOsUIaTgytEB49wIDAQAB\n-----END RSA PUBLIC KEY-----\n"));
+        assert!(
+            pem.ends_with(
+                "rINxFPFHNPVGDm8gNR4TOsUIaTgytEB49wIDAQAB\n-----END RSA PUBLIC KEY-----\n"
+            )
+        );
     }
 
     #[test]

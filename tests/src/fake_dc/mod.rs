@@ -1,2 +1,284 @@
+//! A fake Telegram data centre set: real MTProto servers on loopback, speaking Telegram's
+//! wire protocol well enough that independent clients (Telethon, grammers) work against
+//! them unchanged, with a world that tests script and observe.
+//!
+//! - [`crypto`], [`transport`], [`handshake`], [`session`]: the protocol, server side.
+//! - [`rpc`]: the API methods, over the [`world`] (bots, users, updates, files, keys).
+//! - [`fault`]: scripted failures.
+//! - [`control`]: the JSON-over-HTTP control API of the `fake-telegram` binary.
+//!
+//! [`FakeTelegram`] is the Rust API for in-process tests.
+
+pub mod control;
 pub mod crypto;
+pub mod fault;
+pub mod handshake;
+pub mod rpc;
+pub mod session;
+pub mod tl_defaults;
 pub mod transport;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread;
+use std::time::Instant;
+
+use async_io::{Async, Timer};
+use smol::channel;
+use smol::future::FutureExt as _;
+use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use self::crypto::RsaKey;
+use self::fault::{Fault, FaultKind};
+use self::session::Connection;
+use self::world::{Conn, NewMessage, Push, Sent, UserId, World};
+
+/// Read buffer per connection: small, as 10,000 idle sessions must fit.
+const READ_BUFFER: usize = 4096;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub world: Mutex<World>,
+    pub rsa: RsaKey,
+    next_conn: AtomicU64,
+}
+
+impl Shared {
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Protocol diagnostics on stderr when `FAKE_TELEGRAM_LOG` is set.
+pub fn log(message: &str) {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("FAKE_TELEGRAM_LOG").is_some()) {
+        eprintln!("fake-telegram: {message}");
+    }
+}
+
+/// A running set of fake DCs; stops on drop.
+#[derive(Debug)]
+pub struct FakeTelegram {
+    shared: Arc<Shared>,
+    stop: channel::Sender<()>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl FakeTelegram {
+    /// Starts `dcs` DCs (ids 1, 2, ...) on free loopback ports.
+    pub fn start(dcs: usize) -> io::Result<FakeTelegram> {
+        let addrs = vec!["127.0.0.1:0".parse().expect("valid"); dcs];
+        Self::start_on(&addrs)
+    }
+
+    /// Starts one DC per address (ids 1, 2, ...; port 0 picks a free port).
+    pub fn start_on(addrs: &[SocketAddr]) -> io::Result<FakeTelegram> {
+        let mut world = World::default();
+        let mut listeners = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let listener = TcpListener::bind(addr)?;
+            let dc = i as i32 + 1;
+            world.dcs.insert(dc, listener.local_addr()?);
+            listeners.push((dc, Async::new(listener)?));
+        }
+        let shared = Arc::new(Shared {
+            world: Mutex::new(world),
+            rsa: RsaKey::test_key(),
+            next_conn: AtomicU64::new(1),
+        });
+        let ex = Arc::new(smol::Executor::new());
+        for (dc, listener) in listeners {
+            ex.spawn(accept_loop(ex.clone(), shared.clone(), dc, listener))
+                .detach();
+        }
+        let (stop, stopped) = channel::bounded::<()>(1);
+        let threads = (0..2)
+            .map(|i| {
+                let (ex, stopped) = (ex.clone(), stopped.clone());
+                thread::Builder::new()
+                    .name(format!("fake-telegram-{i}"))
+                    .spawn(move || {
+                        smol::block_on(ex.run(async { stopped.recv().await.ok() })).unwrap_or(())
+                    })
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(FakeTelegram {
+            shared,
+            stop,
+            threads,
+        })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The world, locked: for reading what happened, or scripting what happens.
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.shared.world()
+    }
+
+    /// Addresses by DC id.
+    pub fn dcs(&self) -> BTreeMap<i32, SocketAddr> {
+        self.world().dcs.clone()
+    }
+
+    pub fn addr(&self, dc: i32) -> SocketAddr {
+        self.world().dcs[&dc]
+    }
+
+    pub fn rsa_public_key_pem(&self) -> String {
+        self.shared.rsa.public_pem()
+    }
+
+    pub fn add_bot(&self, token: &str, username: &str) -> Result<UserId, String> {
+        self.world().add_bot(token, username, None)
+    }
+
+    /// A bot whose home is `dc`: logging in elsewhere answers USER_MIGRATE.
+    pub fn add_bot_on(&self, token: &str, username: &str, dc: i32) -> Result<UserId, String> {
+        self.world().add_bot(token, username, Some(dc))
+    }
+
+    pub fn send_message(&self, message: NewMessage) -> Result<Sent, String> {
+        self.world().send_message(message)
+    }
+
+    pub fn add_fault(&self, fault: Fault) -> Result<(), String> {
+        self.world().add_fault(fault)
+    }
+
+    /// Registers an auth key as if a handshake had made it (a stored session), logged
+    /// in as `bot` when given. Returns its key id.
+    pub fn add_auth_key(&self, dc: i32, key: [u8; 256], bot: Option<&str>) -> Result<i64, String> {
+        let mut world = self.world();
+        if !world.dcs.contains_key(&dc) {
+            return Err(format!("no DC {dc}"));
+        }
+        let bot = match bot {
+            Some(name) => Some(
+                world
+                    .bot_by_username(name)
+                    .ok_or_else(|| format!("no bot @{name}"))?
+                    .user_id,
+            ),
+            None => None,
+        };
+        Ok(world.add_auth_key(dc, key, bot))
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        self.world().stats_json()
+    }
+}
+
+impl Drop for FakeTelegram {
+    fn drop(&mut self) {
+        for _ in &self.threads {
+            let _ = self.stop.try_send(());
+        }
+        self.stop.close();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn accept_loop(
+    ex: Arc<smol::Executor<'static>>,
+    shared: Arc<Shared>,
+    dc: i32,
+    listener: Async<TcpListener>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                ex.spawn(serve(shared.clone(), dc, stream)).detach();
+            }
+            Err(e) => {
+                log(&format!("dc {dc}: accept: {e}"));
+                Timer::after(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+enum Event {
+    Read(io::Result<usize>),
+    Push(Push),
+    Idle,
+}
+
+/// Drives one connection until either side closes it.
+async fn serve(shared: Arc<Shared>, dc: i32, mut stream: Async<TcpStream>) {
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (push, pushed) = channel::unbounded();
+    let refuse = {
+        let mut world = shared.world();
+        world.stats.connections_total += 1;
+        world.conns.insert(
+            id,
+            Conn {
+                dc,
+                key_id: None,
+                session_id: None,
+                push,
+            },
+        );
+        world
+            .take_fault(FaultKind::TooManyConnections, None, None)
+            .is_some()
+    };
+    let mut conn = Connection::new(id, dc);
+    let mut buf = [0u8; READ_BUFFER];
+    let mut reset = false;
+    loop {
+        let disconnect_at = conn.disconnect_at;
+        let event = async { Event::Read(stream.read(&mut buf).await) }
+            .or(async { pushed.recv().await.map_or(Event::Idle, Event::Push) })
+            .or(async {
+                match disconnect_at {
+                    Some(at) => Timer::at(at).await,
+                    None => std::future::pending().await,
+                };
+                Event::Idle
+            })
+            .await;
+        let output = match event {
+            Event::Read(Ok(0)) | Event::Read(Err(_)) => break,
+            Event::Read(Ok(n)) if refuse => {
+                let _ = stream.write_all(&conn.refuse(&buf[..n], 429)).await;
+                break;
+            }
+            Event::Read(Ok(n)) => conn.handle_read(&buf[..n], &shared),
+            Event::Push(Push::Close { reset: r }) => {
+                reset = r;
+                break;
+            }
+            Event::Push(p) => conn.handle_push(p, &shared),
+            Event::Idle if conn.disconnect_at.is_some_and(|at| at <= Instant::now()) => break,
+            Event::Idle => continue,
+        };
+        for (delay, frame) in output.frames {
+            if let Some(delay) = delay {
+                Timer::after(delay).await;
+            }
+            if stream.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        if output.close {
+            break;
+        }
+    }
+    shared.world().conns.remove(&id);
+    if reset {
+        crate::process::reset_on_close(stream.get_ref());
+    }
+}

@@ -2,7 +2,9 @@
 //! first bytes, as Telegram does, and then grammers' own (symmetric) framing code is used.
 
 use grammers_crypto::DequeBuffer;
-use grammers_mtproto::transport::{self, Abridged, Full, Intermediate, Tagged as _, Transport as _};
+use grammers_mtproto::transport::{
+    self, Abridged, Full, Intermediate, Tagged as _, Transport as _,
+};
 
 /// Frames larger than this are refused (Telegram's limit is far lower for requests).
 const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -163,7 +165,10 @@ impl ServerTransport {
 mod tests {
     use super::*;
 
-    fn client_frames(mut t: impl grammers_mtproto::transport::Transport, payloads: &[&[u8]]) -> Vec<u8> {
+    fn client_frames(
+        mut t: impl grammers_mtproto::transport::Transport,
+        payloads: &[&[u8]],
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         for p in payloads {
             let mut b = DequeBuffer::with_capacity(p.len(), 16);
@@ -179,7 +184,10 @@ mod tests {
         let payloads: [&[u8]; 2] = [&[1, 2, 3, 4], &[9; 1024]];
         for (name, bytes) in [
             ("full", client_frames(Full::new(), &payloads)),
-            ("intermediate", client_frames(Intermediate::new(), &payloads)),
+            (
+                "intermediate",
+                client_frames(Intermediate::new(), &payloads),
+            ),
             ("abridged", client_frames(Abridged::new(), &payloads)),
         ] {
             let mut server = ServerTransport::new();
@@ -195,7 +203,9 @@ mod tests {
     #[test]
     fn replies_carry_no_tag_and_errors_are_framed() {
         let mut server = ServerTransport::new();
-        server.feed(&client_frames(Abridged::new(), &[&[0; 8]])).unwrap();
+        server
+            .feed(&client_frames(Abridged::new(), &[&[0; 8]]))
+            .unwrap();
         assert_eq!(server.pack(&[7; 8]), [2, 7, 7, 7, 7, 7, 7, 7, 7]);
         assert_eq!(server.pack_error(404), [1, 0x6c, 0xfe, 0xff, 0xff]);
     }

@@ -1,0 +1,421 @@
+//! The API methods the fake DC answers, over the world.
+
+use std::time::Duration;
+
+use grammers_tl_types::{
+    self as tl, Cursor, Deserializable, Identifiable as _, Serializable as _, enums, functions,
+    types,
+};
+
+use super::fault::FaultKind;
+use super::tl_defaults;
+use super::world::{DIFFERENCE_SLICE, MAX_DIFFERENCE, StoredFile, UserId, World, now_unix};
+
+/// Who is calling: the connection's DC and auth key.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub dc: i32,
+    pub key_id: i64,
+}
+
+/// The answer to one request.
+#[derive(Debug, PartialEq)]
+pub struct Reply {
+    /// The boxed result, or an error code and message.
+    pub result: Result<Vec<u8>, (i32, String)>,
+    /// Hold the answer this long first (a `stall` fault).
+    pub delay: Option<Duration>,
+    /// The TL name of the method, for logs.
+    pub method: &'static str,
+}
+
+fn err<T>(code: i32, message: impl Into<String>) -> Result<T, (i32, String)> {
+    Err((code, message.into()))
+}
+
+/// The inner query of `invokeWithLayer` and friends, unparsed (constructor id included).
+struct Rest(Vec<u8>);
+
+impl Deserializable for Rest {
+    fn deserialize(buf: &mut Cursor) -> tl::deserialize::Result<Self> {
+        let mut v = Vec::new();
+        buf.read_to_end(&mut v)?;
+        Ok(Rest(v))
+    }
+}
+
+/// Strips the wrappers (`invokeWithLayer`, `initConnection`, `invokeWithoutUpdates`,
+/// `invokeAfterMsg`) and returns the inner call, constructor id first.
+fn unwrap_call(mut data: Vec<u8>) -> tl::deserialize::Result<Vec<u8>> {
+    loop {
+        let id = u32::from_bytes(&data)?;
+        let rest = &data[4..];
+        data = match id {
+            functions::InvokeWithLayer::<Rest>::CONSTRUCTOR_ID => {
+                functions::InvokeWithLayer::<Rest>::from_bytes(rest)?
+                    .query
+                    .0
+            }
+            functions::InitConnection::<Rest>::CONSTRUCTOR_ID => {
+                functions::InitConnection::<Rest>::from_bytes(rest)?.query.0
+            }
+            functions::InvokeWithoutUpdates::<Rest>::CONSTRUCTOR_ID => {
+                functions::InvokeWithoutUpdates::<Rest>::from_bytes(rest)?
+                    .query
+                    .0
+            }
+            functions::InvokeAfterMsg::<Rest>::CONSTRUCTOR_ID => {
+                functions::InvokeAfterMsg::<Rest>::from_bytes(rest)?.query.0
+            }
+            _ => return Ok(data),
+        };
+    }
+}
+
+/// Answers one API request (`data` is the message body, constructor id first).
+pub fn call(world: &mut World, caller: Caller, data: Vec<u8>) -> Reply {
+    let Ok(data) = unwrap_call(data) else {
+        return Reply {
+            result: err(400, "INPUT_REQUEST_INVALID"),
+            delay: None,
+            method: "?",
+        };
+    };
+    let id = u32::from_bytes(&data).unwrap_or(0);
+    let method = tl::name_for_id(id);
+    let body = &data[4..];
+    let logged_in = world.keys.get(&caller.key_id).and_then(|k| k.bot);
+    // Faults match the bot the call is about: the logged-in one, or the token's.
+    let fault_bot = logged_in.or_else(|| {
+        functions::auth::ImportBotAuthorization::from_bytes(body)
+            .ok()
+            .filter(|_| id == functions::auth::ImportBotAuthorization::CONSTRUCTOR_ID)
+            .and_then(|r| world.bot_by_token(&r.bot_auth_token).map(|b| b.user_id))
+    });
+    let delay = world
+        .take_fault(FaultKind::Stall, fault_bot, Some(method))
+        .map(|f| Duration::from_millis(f.millis));
+    let reply = |result| Reply {
+        result,
+        delay,
+        method,
+    };
+    if let Some(f) = world.take_fault(FaultKind::FloodWait, fault_bot, Some(method)) {
+        return reply(err(420, format!("FLOOD_WAIT_{}", f.seconds)));
+    }
+    if let Some(f) = world.take_fault(FaultKind::RpcError, fault_bot, Some(method)) {
+        return reply(err(f.code, f.message));
+    }
+    if world
+        .take_fault(FaultKind::AuthKeyUnregistered, fault_bot, Some(method))
+        .is_some()
+    {
+        if let Some(key) = world.keys.get_mut(&caller.key_id) {
+            key.bot = None;
+        }
+        return reply(err(401, "AUTH_KEY_UNREGISTERED"));
+    }
+    // A request whose body does not parse is refused like Telegram refuses it.
+    let result = dispatch(world, caller, id, body, logged_in)
+        .unwrap_or_else(|_| Err((400, "INPUT_REQUEST_INVALID".to_owned())));
+    reply(result)
+}
+
+/// The answer, or the body did not parse.
+type Answer = Result<Result<Vec<u8>, (i32, String)>, tl::deserialize::Error>;
+
+fn ok(bytes: Vec<u8>) -> Answer {
+    Ok(Ok(bytes))
+}
+
+fn rpc_err(code: i32, message: impl Into<String>) -> Answer {
+    Ok(Err((code, message.into())))
+}
+
+fn dispatch(
+    world: &mut World,
+    caller: Caller,
+    id: u32,
+    body: &[u8],
+    logged_in: Option<UserId>,
+) -> Answer {
+    use functions::{auth, help, updates, upload, users};
+    // Everything but the configuration and logging in needs a logged-in key.
+    let needs_login = !matches!(
+        id,
+        help::GetConfig::CONSTRUCTOR_ID
+            | auth::ImportBotAuthorization::CONSTRUCTOR_ID
+            | auth::ImportAuthorization::CONSTRUCTOR_ID
+    );
+    let bot = match logged_in {
+        Some(bot) => Some(bot),
+        None if needs_login && is_known(id) => return rpc_err(401, "AUTH_KEY_UNREGISTERED"),
+        None => None,
+    };
+    match id {
+        help::GetConfig::CONSTRUCTOR_ID => ok(config(world, caller.dc).to_bytes()),
+        auth::ImportBotAuthorization::CONSTRUCTOR_ID => import_bot_authorization(
+            world,
+            caller,
+            auth::ImportBotAuthorization::from_bytes(body)?,
+        ),
+        auth::ExportAuthorization::CONSTRUCTOR_ID => {
+            let req = auth::ExportAuthorization::from_bytes(body)?;
+            if !world.dcs.contains_key(&req.dc_id) {
+                return rpc_err(400, "DC_ID_INVALID");
+            }
+            let bytes = super::crypto::random::<32>().to_vec();
+            let bot = bot.expect("checked above");
+            world.exported.insert(bytes.clone(), (bot, req.dc_id));
+            ok(enums::auth::ExportedAuthorization::Authorization(
+                types::auth::ExportedAuthorization { id: bot, bytes },
+            )
+            .to_bytes())
+        }
+        auth::ImportAuthorization::CONSTRUCTOR_ID => {
+            let req = auth::ImportAuthorization::from_bytes(body)?;
+            match world.exported.remove(&req.bytes) {
+                Some((user, dc)) if user == req.id && dc == caller.dc => {
+                    if let Some(key) = world.keys.get_mut(&caller.key_id) {
+                        key.bot = Some(user);
+                    }
+                    ok(authorization(world, user))
+                }
+                _ => rpc_err(400, "AUTH_BYTES_INVALID"),
+            }
+        }
+        users::GetUsers::CONSTRUCTOR_ID => {
+            let req = users::GetUsers::from_bytes(body)?;
+            let bot = bot.expect("checked above");
+            let found: Vec<enums::User> = req
+                .id
+                .iter()
+                .filter_map(|input| match input {
+                    enums::InputUser::UserSelf => Some(world.bot_user(&world.bots[&bot], true)),
+                    enums::InputUser::User(u) => world.user_object(u.user_id),
+                    _ => None,
+                })
+                .collect();
+            ok(found.to_bytes())
+        }
+        users::GetFullUser::CONSTRUCTOR_ID => {
+            let req = users::GetFullUser::from_bytes(body)?;
+            let bot = bot.expect("checked above");
+            let (target, user) = match req.id {
+                enums::InputUser::UserSelf => (bot, world.bot_user(&world.bots[&bot], true)),
+                enums::InputUser::User(u) => match world.user_object(u.user_id) {
+                    Some(user) => (u.user_id, user),
+                    None => return rpc_err(400, "USER_ID_INVALID"),
+                },
+                _ => return rpc_err(400, "USER_ID_INVALID"),
+            };
+            let full = tl_defaults::user_full(
+                target,
+                enums::PeerSettings::Settings(tl_defaults::peer_settings()),
+                enums::PeerNotifySettings::Settings(tl_defaults::peer_notify_settings()),
+                0,
+            );
+            ok(enums::users::UserFull::Full(types::users::UserFull {
+                full_user: enums::UserFull::Full(full),
+                chats: vec![],
+                users: vec![user],
+            })
+            .to_bytes())
+        }
+        updates::GetState::CONSTRUCTOR_ID => {
+            ok(state(world, bot.expect("checked above"), None).to_bytes())
+        }
+        updates::GetDifference::CONSTRUCTOR_ID => get_difference(
+            world,
+            bot.expect("checked above"),
+            updates::GetDifference::from_bytes(body)?,
+        ),
+        upload::GetFile::CONSTRUCTOR_ID => {
+            get_file(world, caller, bot, upload::GetFile::from_bytes(body)?)
+        }
+        _ => rpc_err(400, "INPUT_METHOD_INVALID"),
+    }
+}
+
+fn is_known(id: u32) -> bool {
+    use functions::{auth, updates, upload, users};
+    matches!(
+        id,
+        auth::ExportAuthorization::CONSTRUCTOR_ID
+            | users::GetUsers::CONSTRUCTOR_ID
+            | users::GetFullUser::CONSTRUCTOR_ID
+            | updates::GetState::CONSTRUCTOR_ID
+            | updates::GetDifference::CONSTRUCTOR_ID
+            | upload::GetFile::CONSTRUCTOR_ID
+    )
+}
+
+fn config(world: &World, this_dc: i32) -> enums::Config {
+    let now = now_unix();
+    let options = world
+        .dcs
+        .iter()
+        .map(|(id, addr)| {
+            let mut option =
+                tl_defaults::dc_option(*id, addr.ip().to_string(), i32::from(addr.port()));
+            option.ipv6 = addr.is_ipv6();
+            enums::DcOption::Option(option)
+        })
+        .collect();
+    enums::Config::Config(tl_defaults::config(now, now + 3600, this_dc, options))
+}
+
+fn authorization(world: &World, bot: UserId) -> Vec<u8> {
+    enums::auth::Authorization::Authorization(types::auth::Authorization {
+        setup_password_required: false,
+        otherwise_relogin_days: None,
+        tmp_sessions: None,
+        future_auth_token: None,
+        user: world.bot_user(&world.bots[&bot], true),
+    })
+    .to_bytes()
+}
+
+fn import_bot_authorization(
+    world: &mut World,
+    caller: Caller,
+    req: functions::auth::ImportBotAuthorization,
+) -> Answer {
+    let Some(bot) = world
+        .bot_by_token(&req.bot_auth_token)
+        .filter(|b| !b.revoked)
+    else {
+        return rpc_err(400, "ACCESS_TOKEN_INVALID");
+    };
+    let (bot_id, home) = (bot.user_id, bot.home_dc);
+    if home != caller.dc {
+        return rpc_err(303, format!("USER_MIGRATE_{home}"));
+    }
+    if let Some(key) = world.keys.get_mut(&caller.key_id) {
+        key.bot = Some(bot_id);
+    }
+    *world.stats.logins.entry(bot_id).or_default() += 1;
+    ok(authorization(world, bot_id))
+}
+
+fn state(world: &World, bot: UserId, pts: Option<i32>) -> enums::updates::State {
+    let b = &world.bots[&bot];
+    enums::updates::State::State(types::updates::State {
+        pts: pts.unwrap_or(b.pts),
+        qts: 0,
+        date: b.date,
+        seq: 0,
+        unread_count: 0,
+    })
+}
+
+fn get_difference(world: &World, bot: UserId, req: functions::updates::GetDifference) -> Answer {
+    let b = &world.bots[&bot];
+    if req.pts >= b.pts {
+        return ok(
+            enums::updates::Difference::Empty(types::updates::DifferenceEmpty {
+                date: now_unix(),
+                seq: 0,
+            })
+            .to_bytes(),
+        );
+    }
+    if b.pts - req.pts > MAX_DIFFERENCE {
+        return ok(
+            enums::updates::Difference::TooLong(types::updates::DifferenceTooLong { pts: b.pts })
+                .to_bytes(),
+        );
+    }
+    let limit = req.pts_total_limit.map_or(DIFFERENCE_SLICE, |l| {
+        (l.max(1) as usize).min(DIFFERENCE_SLICE)
+    });
+    let pending: Vec<_> = b.log.iter().filter(|e| e.pts > req.pts).cloned().collect();
+    let slice = pending.len() > limit;
+    let entries = &pending[..pending.len().min(limit)];
+    let (users, chats) = world.entities(entries, bot);
+    let new_messages = entries
+        .iter()
+        .map(|e| enums::Message::Message(e.message.clone()))
+        .collect();
+    let answer = if slice {
+        let last = entries.last().expect("limit is at least 1").pts;
+        enums::updates::Difference::Slice(types::updates::DifferenceSlice {
+            new_messages,
+            new_encrypted_messages: vec![],
+            other_updates: vec![],
+            chats,
+            users,
+            intermediate_state: state(world, bot, Some(last)),
+        })
+    } else {
+        enums::updates::Difference::Difference(types::updates::Difference {
+            new_messages,
+            new_encrypted_messages: vec![],
+            other_updates: vec![],
+            chats,
+            users,
+            state: state(world, bot, None),
+        })
+    };
+    ok(answer.to_bytes())
+}
+
+/// `upload.getFile` with Telegram's rules: offset and limit multiples of 4 KiB (1 KiB
+/// with `precise`), limit at most 1 MiB and dividing it, no request across a 1 MiB
+/// boundary.
+fn get_file(
+    world: &mut World,
+    caller: Caller,
+    bot: Option<UserId>,
+    req: functions::upload::GetFile,
+) -> Answer {
+    const MIB: i64 = 1024 * 1024;
+    let enums::InputFileLocation::InputDocumentFileLocation(loc) = req.location else {
+        return rpc_err(400, "LOCATION_INVALID");
+    };
+    let Some(file) = world
+        .files
+        .get(&loc.id)
+        .filter(|f| f.access_hash == loc.access_hash)
+        .cloned()
+    else {
+        return rpc_err(400, "FILE_ID_INVALID");
+    };
+    let StoredFile {
+        dc,
+        file_reference,
+        bytes,
+        ..
+    } = file;
+    if dc != caller.dc {
+        return rpc_err(303, format!("FILE_MIGRATE_{dc}"));
+    }
+    if loc.file_reference != file_reference
+        || world
+            .take_fault(FaultKind::FileReferenceExpired, bot, Some("upload.getFile"))
+            .is_some()
+    {
+        return rpc_err(400, "FILE_REFERENCE_EXPIRED");
+    }
+    let (offset, limit) = (req.offset, i64::from(req.limit));
+    let unit = if req.precise { 1024 } else { 4096 };
+    if offset < 0 || offset % unit != 0 {
+        return rpc_err(400, "OFFSET_INVALID");
+    }
+    let limit_ok =
+        limit > 0 && limit % unit == 0 && limit <= MIB && (req.precise || MIB % limit == 0);
+    if !limit_ok || offset / MIB != (offset + limit - 1) / MIB {
+        return rpc_err(400, "LIMIT_INVALID");
+    }
+    let start = (offset as usize).min(bytes.len());
+    let end = ((offset + limit) as usize).min(bytes.len());
+    if end == bytes.len() && start < end {
+        world.stats.files_served += 1;
+    }
+    ok(enums::upload::File::File(types::upload::File {
+        r#type: enums::storage::FileType::FileUnknown,
+        mtime: 0,
+        bytes: bytes[start..end].to_vec(),
+    })
+    .to_bytes())
+}

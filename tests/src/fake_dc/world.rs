@@ -1,0 +1,584 @@
+//! What the fake Telegram knows: bots and their tokens, users, chats, each bot's update
+//! state and log, stored files, auth keys, live connections, scripted faults and the
+//! counters tests read. One `World` serves every DC of a set, as Telegram's accounts
+//! span its DCs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use grammers_tl_types::{Serializable as _, enums, types};
+use smol::channel::Sender;
+
+use super::crypto::sha256;
+use super::fault::{Fault, FaultKind};
+use super::tl_defaults;
+
+pub type UserId = i64;
+pub type ConnId = u64;
+
+/// How many updates getDifference may be behind before it answers `TooLong`.
+pub const MAX_DIFFERENCE: i32 = 1000;
+/// Most messages per `updates.difference`; more make a `differenceSlice`.
+pub const DIFFERENCE_SLICE: usize = 100;
+
+/// Something the world asks a live connection to do.
+#[derive(Clone, Debug)]
+pub enum Push {
+    /// Send this boxed `Updates` object.
+    Updates(Vec<u8>),
+    /// Close the connection: politely (FIN) or with a reset (RST).
+    Close { reset: bool },
+}
+
+#[derive(Clone, Debug)]
+pub struct Bot {
+    pub user_id: UserId,
+    pub username: String,
+    pub token: String,
+    pub access_hash: i64,
+    pub home_dc: i32,
+    pub revoked: bool,
+    pub pts: i32,
+    pub date: i32,
+    pub next_message_id: i32,
+    /// Messages by pts, oldest first.
+    pub log: Vec<LogEntry>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogEntry {
+    pub pts: i32,
+    pub message: types::Message,
+    pub from: UserId,
+    pub chat: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: UserId,
+    pub access_hash: i64,
+    pub first_name: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoredFile {
+    pub id: i64,
+    pub access_hash: i64,
+    pub dc: i32,
+    pub file_reference: Vec<u8>,
+    pub bytes: Arc<Vec<u8>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthKey {
+    pub key: Box<[u8; 256]>,
+    pub dc: i32,
+    pub salt: i64,
+    /// The bot this key is logged in as.
+    pub bot: Option<UserId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Conn {
+    pub dc: i32,
+    pub key_id: Option<i64>,
+    pub session_id: Option<i64>,
+    pub push: Sender<Push>,
+}
+
+/// Counters for tests.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub handshakes: u64,
+    pub connections_total: u64,
+    pub auth_key_conflicts: u64,
+    pub files_served: u64,
+    pub logins: HashMap<UserId, u64>,
+    pub messages_pushed: HashMap<UserId, u64>,
+}
+
+/// A message a test sends to a bot.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub bot: String,
+    pub chat_id: i64,
+    pub from_user_id: UserId,
+    pub content: Content,
+}
+
+#[derive(Clone, Debug)]
+pub enum Content {
+    Text(String),
+    Voice {
+        size: usize,
+        duration: i32,
+        mime_type: String,
+        /// Bytes from this seed (deterministic), unless `bytes` is given.
+        seed: u64,
+        bytes: Option<Vec<u8>>,
+        /// The DC the file lives on (the bot's home DC when `None`).
+        dc: Option<i32>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub message_id: i32,
+    pub pts: i32,
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct World {
+    pub dcs: BTreeMap<i32, SocketAddr>,
+    pub bots: BTreeMap<UserId, Bot>,
+    pub users: HashMap<UserId, User>,
+    pub files: HashMap<i64, StoredFile>,
+    pub keys: HashMap<i64, AuthKey>,
+    pub conns: HashMap<ConnId, Conn>,
+    pub faults: Vec<Fault>,
+    pub stats: Stats,
+    /// auth.exportAuthorization tokens: bytes -> (user, target dc).
+    pub exported: HashMap<Vec<u8>, (UserId, i32)>,
+    next_id: i64,
+}
+
+/// Deterministic bytes for a voice file: a splitmix64 stream from `seed`.
+pub fn voice_bytes(seed: u64, size: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(size + 8);
+    while out.len() < size {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(size);
+    out
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl World {
+    /// A fresh id for users, documents and access hashes (never 0).
+    pub fn fresh_id(&mut self) -> i64 {
+        self.next_id += 1;
+        0x5eed_0000_0000 + self.next_id * 7919
+    }
+
+    pub fn first_dc(&self) -> i32 {
+        self.dcs.keys().next().copied().unwrap_or(1)
+    }
+
+    /// Registers a bot; its user id is the token's prefix before ':' when numeric, as
+    /// with Telegram's tokens, else a fresh id.
+    pub fn add_bot(
+        &mut self,
+        token: &str,
+        username: &str,
+        home_dc: Option<i32>,
+    ) -> Result<UserId, String> {
+        let username = username.trim_start_matches('@');
+        if token.is_empty() || username.is_empty() {
+            return Err("token and username are required".into());
+        }
+        if self
+            .bots
+            .values()
+            .any(|b| b.token == token || b.username.eq_ignore_ascii_case(username))
+        {
+            return Err(format!(
+                "a bot with this token or username @{username} exists"
+            ));
+        }
+        let home_dc = home_dc.unwrap_or_else(|| self.first_dc());
+        if !self.dcs.contains_key(&home_dc) {
+            return Err(format!("no DC {home_dc}"));
+        }
+        let user_id = match token.split_once(':').map(|(id, _)| id.parse::<i64>()) {
+            Some(Ok(id))
+                if id > 0 && !self.users.contains_key(&id) && !self.bots.contains_key(&id) =>
+            {
+                id
+            }
+            _ => self.fresh_id(),
+        };
+        let access_hash = self.fresh_id();
+        self.bots.insert(
+            user_id,
+            Bot {
+                user_id,
+                username: username.to_owned(),
+                token: token.to_owned(),
+                access_hash,
+                home_dc,
+                revoked: false,
+                pts: 1,
+                date: now_unix(),
+                next_message_id: 1,
+                log: Vec::new(),
+            },
+        );
+        Ok(user_id)
+    }
+
+    pub fn bot_by_username(&self, username: &str) -> Option<&Bot> {
+        let username = username.trim_start_matches('@');
+        self.bots
+            .values()
+            .find(|b| b.username.eq_ignore_ascii_case(username))
+    }
+
+    pub fn bot_by_token(&self, token: &str) -> Option<&Bot> {
+        self.bots.values().find(|b| b.token == token)
+    }
+
+    fn ensure_user(&mut self, id: UserId) {
+        if !self.users.contains_key(&id) && !self.bots.contains_key(&id) {
+            let access_hash = self.fresh_id();
+            self.users.insert(
+                id,
+                User {
+                    id,
+                    access_hash,
+                    first_name: format!("User {id}"),
+                },
+            );
+        }
+    }
+
+    /// The TL user object of a bot (`is_self` when it is the asking bot).
+    pub fn bot_user(&self, bot: &Bot, is_self: bool) -> enums::User {
+        let mut u = tl_defaults::user(bot.user_id);
+        u.is_self = is_self;
+        u.bot = true;
+        // `bot` and `bot_info_version` share flag 14: set both.
+        u.bot_info_version = Some(1);
+        u.access_hash = Some(bot.access_hash);
+        u.first_name = Some(bot.username.clone());
+        u.username = Some(bot.username.clone());
+        enums::User::User(u)
+    }
+
+    pub fn user_object(&self, id: UserId) -> Option<enums::User> {
+        if let Some(bot) = self.bots.get(&id) {
+            return Some(self.bot_user(bot, false));
+        }
+        let user = self.users.get(&id)?;
+        let mut u = tl_defaults::user(id);
+        u.access_hash = Some(user.access_hash);
+        u.first_name = Some(user.first_name.clone());
+        Some(enums::User::User(u))
+    }
+
+    pub fn chat_object(&self, chat_id: i64) -> enums::Chat {
+        let chat = tl_defaults::chat(
+            chat_id,
+            format!("Chat {chat_id}"),
+            enums::ChatPhoto::Empty,
+            2,
+            now_unix(),
+            1,
+        );
+        enums::Chat::Chat(chat)
+    }
+
+    /// Stores a message for a bot, advances its pts (in the same step), pushes the update
+    /// to the bot's live sessions, and says what was sent.
+    pub fn send_message(&mut self, req: NewMessage) -> Result<Sent, String> {
+        let bot_id = self
+            .bot_by_username(&req.bot)
+            .ok_or_else(|| format!("no bot @{}", req.bot))?
+            .user_id;
+        if req.from_user_id <= 0 {
+            return Err("from_user_id must be positive".into());
+        }
+        self.ensure_user(req.from_user_id);
+        let skip = self
+            .take_fault(FaultKind::SkipPts, Some(bot_id), None)
+            .map_or(0, |f| f.count.max(1));
+        let now = now_unix();
+        let (media, sha) = match &req.content {
+            Content::Text(_) => (None, None),
+            Content::Voice {
+                size,
+                duration,
+                mime_type,
+                seed,
+                bytes,
+                dc,
+            } => {
+                let bytes = bytes.clone().unwrap_or_else(|| voice_bytes(*seed, *size));
+                let dc = dc.unwrap_or(self.bots[&bot_id].home_dc);
+                if !self.dcs.contains_key(&dc) {
+                    return Err(format!("no DC {dc}"));
+                }
+                let sha = hex(&sha256(&[&bytes]));
+                let (id, access_hash) = (self.fresh_id(), self.fresh_id());
+                let file_reference = id.to_le_bytes().to_vec();
+                let audio = types::DocumentAttributeAudio {
+                    voice: true,
+                    duration: *duration,
+                    title: None,
+                    performer: None,
+                    waveform: None,
+                };
+                let doc = tl_defaults::document(
+                    id,
+                    access_hash,
+                    file_reference.clone(),
+                    now,
+                    mime_type.clone(),
+                    bytes.len() as i64,
+                    dc,
+                    vec![enums::DocumentAttribute::Audio(audio)],
+                );
+                self.files.insert(
+                    id,
+                    StoredFile {
+                        id,
+                        access_hash,
+                        dc,
+                        file_reference,
+                        bytes: Arc::new(bytes),
+                    },
+                );
+                let mut media = tl_defaults::message_media_document();
+                media.voice = true;
+                media.document = Some(enums::Document::Document(doc));
+                (Some(enums::MessageMedia::Document(media)), Some(sha))
+            }
+        };
+        let private = req.chat_id == req.from_user_id;
+        let bot = self.bots.get_mut(&bot_id).expect("looked up");
+        let message_id = bot.next_message_id;
+        bot.next_message_id += 1;
+        bot.pts += 1 + skip;
+        bot.date = now;
+        let pts = bot.pts;
+        let peer = if private {
+            enums::Peer::User(types::PeerUser {
+                user_id: req.from_user_id,
+            })
+        } else {
+            enums::Peer::Chat(types::PeerChat {
+                chat_id: req.chat_id,
+            })
+        };
+        let text = match &req.content {
+            Content::Text(text) => text.clone(),
+            Content::Voice { .. } => String::new(),
+        };
+        let mut message = tl_defaults::message(message_id, peer, now, text);
+        message.media = media;
+        if !private {
+            message.from_id = Some(enums::Peer::User(types::PeerUser {
+                user_id: req.from_user_id,
+            }));
+        }
+        let entry = LogEntry {
+            pts,
+            message,
+            from: req.from_user_id,
+            chat: (!private).then_some(req.chat_id),
+        };
+        bot.log.push(entry.clone());
+        let updates = self.updates_for(&[entry], bot_id);
+        self.push_to_bot(bot_id, Push::Updates(updates.to_bytes()));
+        Ok(Sent {
+            message_id,
+            pts,
+            sha256: sha,
+        })
+    }
+
+    /// `Updates` with these log entries as `updateNewMessage`s, and their users and chats.
+    pub fn updates_for(&self, entries: &[LogEntry], bot_id: UserId) -> enums::Updates {
+        let (users, chats) = self.entities(entries, bot_id);
+        let updates = entries
+            .iter()
+            .map(|e| {
+                enums::Update::NewMessage(types::UpdateNewMessage {
+                    message: enums::Message::Message(e.message.clone()),
+                    pts: e.pts,
+                    pts_count: 1,
+                })
+            })
+            .collect();
+        enums::Updates::Updates(types::Updates {
+            updates,
+            users,
+            chats,
+            date: now_unix(),
+            seq: 0,
+        })
+    }
+
+    /// The users and chats that `entries` mention.
+    pub fn entities(
+        &self,
+        entries: &[LogEntry],
+        _bot_id: UserId,
+    ) -> (Vec<enums::User>, Vec<enums::Chat>) {
+        let mut user_ids: Vec<UserId> = entries.iter().map(|e| e.from).collect();
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        let mut chat_ids: Vec<i64> = entries.iter().filter_map(|e| e.chat).collect();
+        chat_ids.sort_unstable();
+        chat_ids.dedup();
+        (
+            user_ids
+                .into_iter()
+                .filter_map(|id| self.user_object(id))
+                .collect(),
+            chat_ids
+                .into_iter()
+                .map(|id| self.chat_object(id))
+                .collect(),
+        )
+    }
+
+    /// Sends `push` to every live connection logged in as `bot_id` that has a session.
+    pub fn push_to_bot(&mut self, bot_id: UserId, push: Push) {
+        let mut pushed = 0;
+        for conn in self.conns.values() {
+            let logged_in = conn
+                .key_id
+                .and_then(|k| self.keys.get(&k))
+                .is_some_and(|k| k.bot == Some(bot_id));
+            if logged_in && conn.session_id.is_some() && conn.push.try_send(push.clone()).is_ok() {
+                pushed += 1;
+            }
+        }
+        if matches!(push, Push::Updates(_)) {
+            *self.stats.messages_pushed.entry(bot_id).or_default() += pushed;
+        }
+    }
+
+    /// Removes and returns the first matching scripted fault (counting down `times`).
+    pub fn take_fault(
+        &mut self,
+        kind: FaultKind,
+        bot: Option<UserId>,
+        method: Option<&str>,
+    ) -> Option<Fault> {
+        let i = self
+            .faults
+            .iter()
+            .position(|f| f.matches(kind, bot, method))?;
+        let fault = self.faults[i].clone();
+        if self.faults[i].times <= 1 {
+            self.faults.remove(i);
+        } else {
+            self.faults[i].times -= 1;
+        }
+        Some(fault)
+    }
+
+    /// Applies a fault: the immediate ones now, the others when they match.
+    pub fn add_fault(&mut self, fault: Fault) -> Result<(), String> {
+        let bot = match &fault.bot {
+            Some(name) => Some(
+                self.bot_by_username(name)
+                    .ok_or_else(|| format!("no bot @{name}"))?
+                    .user_id,
+            ),
+            None => None,
+        };
+        match fault.kind {
+            FaultKind::DropConnections | FaultKind::ResetConnections => {
+                let reset = fault.kind == FaultKind::ResetConnections;
+                match bot {
+                    Some(bot) => self.push_to_bot(bot, Push::Close { reset }),
+                    None => {
+                        for conn in self.conns.values() {
+                            let _ = conn.push.try_send(Push::Close { reset });
+                        }
+                    }
+                }
+            }
+            FaultKind::RevokeToken => {
+                let bot = bot.ok_or("revoke_token needs a bot")?;
+                self.bots.get_mut(&bot).expect("looked up").revoked = true;
+                // Telegram logs every session of a revoked bot out.
+                for key in self.keys.values_mut() {
+                    if key.bot == Some(bot) {
+                        key.bot = None;
+                    }
+                }
+            }
+            _ => self.faults.push(Fault {
+                bot_id: bot,
+                ..fault
+            }),
+        }
+        Ok(())
+    }
+
+    /// Registers a key as if a handshake had made it, logged in as `bot` if given.
+    pub fn add_auth_key(&mut self, dc: i32, key: [u8; 256], bot: Option<UserId>) -> i64 {
+        let id = super::crypto::auth_key_id(&key);
+        let salt = i64::from_le_bytes(super::crypto::random::<8>());
+        self.keys.insert(
+            id,
+            AuthKey {
+                key: Box::new(key),
+                dc,
+                salt,
+                bot,
+            },
+        );
+        id
+    }
+
+    pub fn stats_json(&self) -> serde_json::Value {
+        let per_bot = |map: &HashMap<UserId, u64>| -> serde_json::Map<String, serde_json::Value> {
+            self.bots
+                .values()
+                .map(|b| {
+                    (
+                        b.username.clone(),
+                        map.get(&b.user_id).copied().unwrap_or(0).into(),
+                    )
+                })
+                .collect()
+        };
+        let live_by_bot: serde_json::Map<String, serde_json::Value> = self
+            .bots
+            .values()
+            .map(|b| {
+                let n = self
+                    .conns
+                    .values()
+                    .filter(|c| {
+                        c.key_id
+                            .and_then(|k| self.keys.get(&k))
+                            .is_some_and(|k| k.bot == Some(b.user_id))
+                    })
+                    .count();
+                (b.username.clone(), n.into())
+            })
+            .collect();
+        serde_json::json!({
+            "logins": per_bot(&self.stats.logins),
+            "messages_pushed": per_bot(&self.stats.messages_pushed),
+            "live_connections": live_by_bot,
+            "handshakes": self.stats.handshakes,
+            "connections": self.conns.len(),
+            "connections_total": self.stats.connections_total,
+            "auth_key_conflicts": self.stats.auth_key_conflicts,
+            "files_served": self.stats.files_served,
+            "auth_keys": self.keys.len(),
+        })
+    }
+}
+
+pub fn now_unix() -> i32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i32)
+}
