@@ -9,6 +9,7 @@
 //!
 //! [`FakeTelegram`] is the Rust API for in-process tests.
 
+pub mod client;
 pub mod control;
 pub mod crypto;
 pub mod fault;

@@ -106,6 +106,7 @@ impl Connection {
         };
         for payload in payloads {
             if payload.len() < 8 {
+                log(&format!("conn {}: {}-byte payload", self.id, payload.len()));
                 out.close = true;
                 break;
             }
