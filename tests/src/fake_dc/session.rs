@@ -37,6 +37,19 @@ impl Output {
     }
 }
 
+/// An encrypted message waiting to be sealed: alone, or with its neighbours in a
+/// `msg_container` (as Telegram bundles its answers).
+#[derive(Debug)]
+struct Inner {
+    delay: Option<Duration>,
+    msg_id: i64,
+    seq_no: i32,
+    body: Vec<u8>,
+}
+
+/// Results larger than this go out as `gzip_packed` when that makes them smaller.
+const GZIP_THRESHOLD: usize = 512;
+
 #[derive(Debug)]
 struct Key {
     id: i64,
@@ -134,9 +147,13 @@ impl Connection {
         match push {
             Push::Close { .. } => out.close = true,
             Push::Updates(bytes) => {
-                let world = shared.world.lock().unwrap();
-                if let Some(frame) = self.encrypt(&world, &bytes, true, 3) {
-                    out.send(frame);
+                let salt = self
+                    .key
+                    .as_ref()
+                    .and_then(|k| shared.world().keys.get(&k.id).map(|e| e.salt));
+                if let Some(salt) = salt {
+                    let message = self.inner(maybe_gzip(bytes), true, 3, None);
+                    self.seal(salt, vec![message], &mut out);
                 }
             }
         }
@@ -225,6 +242,7 @@ impl Connection {
             .map(|len| plain[32..32 + len].to_vec())
             .ok_or("encrypted message length out of range")?;
 
+        let mut outbox = Vec::new();
         if self.session_id != Some(session_id) {
             if let Some(other) = conflicting_connection(&world, self.id, key_id, session_id) {
                 // Telegram's answer to one key used by two client sessions at once.
@@ -239,9 +257,8 @@ impl Connection {
                 ));
                 self.session_id = Some(session_id);
                 let error = rpc_error(406, "AUTH_KEY_DUPLICATED");
-                if let Some(frame) = self.encrypt_with(salt, &rpc_result(msg_id, &error), true, 1) {
-                    out.send(frame);
-                }
+                let inner = self.inner(rpc_result(msg_id, &error), true, 1, None);
+                self.seal(salt, vec![inner], out);
                 out.close = true;
                 return Ok(());
             }
@@ -256,9 +273,7 @@ impl Connection {
                 unique_id: i64::from_le_bytes(random::<8>()),
                 server_salt: salt,
             });
-            if let Some(frame) = self.encrypt_with(salt, &created.to_bytes(), true, 3) {
-                out.send(frame);
-            }
+            outbox.push(self.inner(created.to_bytes(), true, 3, None));
         }
 
         // msg_id: divisible by 4, within 300 s in the past and 30 s in the future.
@@ -279,9 +294,8 @@ impl Connection {
                 bad_msg_seqno: seq_no,
                 error_code: code,
             });
-            if let Some(frame) = self.encrypt_with(salt, &notification.to_bytes(), false, 1) {
-                out.send(frame);
-            }
+            outbox.push(self.inner(notification.to_bytes(), false, 1, None));
+            self.seal(salt, outbox, out);
             return Ok(());
         }
         if client_salt != salt {
@@ -291,12 +305,12 @@ impl Connection {
                 error_code: 48,
                 new_server_salt: salt,
             });
-            if let Some(frame) = self.encrypt_with(salt, &bad_salt.to_bytes(), false, 1) {
-                out.send(frame);
-            }
+            outbox.push(self.inner(bad_salt.to_bytes(), false, 1, None));
+            self.seal(salt, outbox, out);
             return Ok(());
         }
-        self.message(&mut world, msg_id, body, salt, out);
+        self.message(&mut world, msg_id, body, salt, &mut outbox);
+        self.seal(salt, outbox, out);
         Ok(())
     }
 
@@ -307,15 +321,13 @@ impl Connection {
         msg_id: i64,
         body: Vec<u8>,
         salt: i64,
-        out: &mut Output,
+        out: &mut Vec<Inner>,
     ) {
         let Ok(id) = u32::from_bytes(&body) else {
             return;
         };
-        let answer = |s: &mut Self, bytes: Vec<u8>, content: bool, out: &mut Output| {
-            if let Some(frame) = s.encrypt_with(salt, &bytes, content, 1) {
-                out.send(frame);
-            }
+        let answer = |s: &mut Self, bytes: Vec<u8>, content: bool, out: &mut Vec<Inner>| {
+            out.push(s.inner(bytes, content, 1, None));
         };
         match id {
             MSG_CONTAINER => {
@@ -396,35 +408,25 @@ impl Connection {
                         rpc_error(code, &message)
                     }
                 };
-                if let Some(frame) = self.encrypt_with(salt, &rpc_result(msg_id, &result), true, 1)
-                {
-                    out.frames.push((reply.delay, frame));
-                }
+                let result = if reply.method == "upload.getFile" {
+                    result
+                } else {
+                    maybe_gzip(result)
+                };
+                out.push(self.inner(rpc_result(msg_id, &result), true, 1, reply.delay));
             }
         }
     }
 
-    fn encrypt(
+    /// Numbers a message of this session: a fresh msg_id of the given parity, and the
+    /// seq_no its kind calls for.
+    fn inner(
         &mut self,
-        world: &World,
-        body: &[u8],
+        body: Vec<u8>,
         content: bool,
         parity: i64,
-    ) -> Option<Vec<u8>> {
-        let salt = world.keys.get(&self.key.as_ref()?.id)?.salt;
-        self.encrypt_with(salt, body, content, parity)
-    }
-
-    /// Wraps `body` in an encrypted, framed message of this session.
-    fn encrypt_with(
-        &mut self,
-        salt: i64,
-        body: &[u8],
-        content: bool,
-        parity: i64,
-    ) -> Option<Vec<u8>> {
-        let key = self.key.as_ref()?;
-        let session_id = self.session_id?;
+        delay: Option<Duration>,
+    ) -> Inner {
         self.last_msg_id = server_msg_id(self.last_msg_id, parity);
         let seq_no = if content {
             self.content_sent += 1;
@@ -432,13 +434,63 @@ impl Connection {
         } else {
             self.content_sent * 2
         };
-        let mut plain = Vec::with_capacity(32 + body.len());
+        Inner {
+            delay,
+            msg_id: self.last_msg_id,
+            seq_no,
+            body,
+        }
+    }
+
+    /// Encrypts and frames `messages`: runs of undelayed ones share a `msg_container`.
+    fn seal(&mut self, salt: i64, messages: Vec<Inner>, out: &mut Output) {
+        let mut run: Vec<Inner> = Vec::new();
+        for message in messages {
+            if message.delay.is_some() {
+                self.seal_run(salt, std::mem::take(&mut run), out);
+                let delay = message.delay;
+                if let Some(frame) = self.encrypt(salt, &message) {
+                    out.frames.push((delay, frame));
+                }
+            } else {
+                run.push(message);
+            }
+        }
+        self.seal_run(salt, run, out);
+    }
+
+    fn seal_run(&mut self, salt: i64, run: Vec<Inner>, out: &mut Output) {
+        let message = match run.len() {
+            0 => return,
+            1 => run.into_iter().next().expect("one"),
+            n => {
+                let mut body = MSG_CONTAINER.to_le_bytes().to_vec();
+                body.extend((n as i32).to_le_bytes());
+                for m in &run {
+                    body.extend(m.msg_id.to_le_bytes());
+                    body.extend(m.seq_no.to_le_bytes());
+                    body.extend((m.body.len() as i32).to_le_bytes());
+                    body.extend_from_slice(&m.body);
+                }
+                self.inner(body, false, 1, None)
+            }
+        };
+        if let Some(frame) = self.encrypt(salt, &message) {
+            out.send(frame);
+        }
+    }
+
+    /// Wraps one message in this session's encryption and framing.
+    fn encrypt(&mut self, salt: i64, message: &Inner) -> Option<Vec<u8>> {
+        let key = self.key.as_ref()?;
+        let session_id = self.session_id?;
+        let mut plain = Vec::with_capacity(32 + message.body.len());
         plain.extend(salt.to_le_bytes());
         plain.extend(session_id.to_le_bytes());
-        plain.extend(self.last_msg_id.to_le_bytes());
-        plain.extend(seq_no.to_le_bytes());
-        plain.extend((body.len() as i32).to_le_bytes());
-        plain.extend_from_slice(body);
+        plain.extend(message.msg_id.to_le_bytes());
+        plain.extend(message.seq_no.to_le_bytes());
+        plain.extend((message.body.len() as i32).to_le_bytes());
+        plain.extend_from_slice(&message.body);
         let packet = encrypt_to_client(&key.bytes, &plain);
         Some(self.transport.pack(&packet))
     }
@@ -501,6 +553,24 @@ fn unpack_container(data: &[u8]) -> Vec<(i64, Vec<u8>)> {
         out.push((msg_id, body.to_vec()));
     }
     out
+}
+
+/// `data` as `gzip_packed` when it is large and that makes it smaller.
+fn maybe_gzip(data: Vec<u8>) -> Vec<u8> {
+    use std::io::Write as _;
+    if data.len() < GZIP_THRESHOLD {
+        return data;
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let packed = encoder.write_all(&data).and_then(|()| encoder.finish());
+    match packed {
+        Ok(packed) if packed.len() + 8 < data.len() => {
+            let mut out = GZIP_PACKED.to_le_bytes().to_vec();
+            packed.serialize(&mut out);
+            out
+        }
+        _ => data,
+    }
 }
 
 /// `gzip_packed`'s TL bytes, inflated (at most 16 MiB).
