@@ -116,6 +116,7 @@ fn handshake_in_every_framing_then_login_and_config() {
             (7_000_001, true, Some("bot1"))
         );
         assert_eq!(t.stats()["handshakes"], i + 1);
+        assert_eq!(t.stats()["handshakes_by_bot"]["bot1"], i + 1);
         assert_eq!(t.stats()["logins"]["bot1"], i + 1);
     }
 }
@@ -137,6 +138,26 @@ fn unknown_token_and_unknown_key_are_refused() {
         Err(CallError::Transport(404)) => {}
         other => panic!("an unknown key must get -404, got {other:?}"),
     }
+}
+
+#[test]
+fn large_requests_arrive_gzipped_and_are_unpacked() {
+    let t = telegram();
+    let mut client = logged_in(&t, 16);
+    // 80 users make a request far over grammers' 512-byte compression threshold.
+    let ids: Vec<enums::InputUser> = (0..80)
+        .map(|i| {
+            enums::InputUser::User(types::InputUser {
+                user_id: 1000 + i,
+                access_hash: 0,
+            })
+        })
+        .chain([enums::InputUser::UserSelf])
+        .collect();
+    let users: Vec<enums::User> = client
+        .call(&functions::users::GetUsers { id: ids })
+        .unwrap();
+    assert_eq!(users.len(), 1, "only the bot itself is known");
 }
 
 #[test]
@@ -279,33 +300,30 @@ fn get_file_follows_telegrams_limit_rules() {
     }
     assert_eq!(downloaded, expected);
     assert_eq!(t.stats()["files_served"], 1);
+    assert_eq!(t.stats()["files_served_by_bot"]["bot1"], 1);
 
-    for (offset, limit, precise, error) in [
-        (0, 1000, false, "LIMIT_INVALID"), // not a multiple of 4 KiB
-        (0, 2 * 1024 * 1024, false, "LIMIT_INVALID"), // over 1 MiB
-        (0, 12 * 1024, false, "LIMIT_INVALID"), // does not divide 1 MiB
-        (100, 4096, false, "OFFSET_INVALID"), // offset not a multiple of 4 KiB
-        (-4096, 4096, false, "OFFSET_INVALID"),
-        (1024 * 1024 - 4096, 8192, false, "LIMIT_INVALID"), // crosses a 1 MiB boundary
-        (1024, 3072, true, "LIMIT_INVALID"), // precise: still no 1 MiB crossing? no: 3072 ok
+    for (offset, limit, error) in [
+        (0, 1000, "LIMIT_INVALID"),            // not a multiple of 4 KiB
+        (0, 2 * 1024 * 1024, "LIMIT_INVALID"), // over 1 MiB
+        (0, 12 * 1024, "LIMIT_INVALID"),       // does not divide 1 MiB
+        (100, 4096, "OFFSET_INVALID"),         // offset not a multiple of 4 KiB
+        (-4096, 4096, "OFFSET_INVALID"),
+        (1024 * 1024 - 4096, 8192, "LIMIT_INVALID"), // crosses a 1 MiB boundary
     ] {
-        if precise {
-            // precise allows 1 KiB multiples that need not divide 1 MiB
-            assert_eq!(
-                get_file(&mut client, &t, offset, limit, true)
-                    .unwrap()
-                    .len(),
-                limit as usize
-            );
-            continue;
-        }
-        let e = rpc_error(get_file(&mut client, &t, offset, limit, precise));
+        let e = rpc_error(get_file(&mut client, &t, offset, limit, false));
         assert_eq!(
             (e.code, e.message.as_str()),
             (400, error),
             "offset {offset} limit {limit}"
         );
     }
+    // `precise` allows multiples of 1 KiB that need not divide 1 MiB, still within one MiB.
+    assert_eq!(
+        get_file(&mut client, &t, 1024, 3072, true).unwrap(),
+        expected[1024..4096]
+    );
+    let e = rpc_error(get_file(&mut client, &t, 1024 * 1024 - 1024, 3072, true));
+    assert_eq!(e.message, "LIMIT_INVALID");
     assert!(
         get_file(&mut client, &t, 2 * 1024 * 1024, 4096, false)
             .unwrap()

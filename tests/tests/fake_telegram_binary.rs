@@ -54,7 +54,15 @@ fn get(base: &str, path: &str) -> (u16, Value) {
 
 #[test]
 fn ready_line_and_control_api() {
-    let port = telegram_bots_tests::net::free_port();
+    // Two consecutive free ports: DC 2 listens on the port after DC 1's.
+    let port = (0..100)
+        .find_map(|_| {
+            let first = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+            let port = first.local_addr().ok()?.port();
+            std::net::TcpListener::bind(("127.0.0.1", port.checked_add(1)?)).ok()?;
+            Some(port)
+        })
+        .expect("two consecutive free ports");
     let (_dc, info) = start(&["--listen", &format!("127.0.0.1:{port}"), "--dcs", "2"]);
     assert_eq!(info["dcs"]["1"], format!("127.0.0.1:{port}"));
     assert_eq!(info["dcs"]["2"], format!("127.0.0.1:{}", port + 1));

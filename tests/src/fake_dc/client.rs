@@ -52,6 +52,7 @@ impl From<io::Error> for CallError {
 pub struct TestClient {
     stream: TcpStream,
     transport: Box<dyn Transport + Send>,
+    framing: Framing,
     mtp: Encrypted,
     buf: Vec<u8>,
     updates: VecDeque<Vec<u8>>,
@@ -80,6 +81,7 @@ impl TestClient {
         Ok(TestClient {
             stream,
             transport: framing(how),
+            framing: how,
             mtp: Encrypted::build().finish(key),
             buf: Vec::new(),
             updates: VecDeque::new(),
@@ -98,6 +100,7 @@ impl TestClient {
         let mut raw = RawConn {
             stream,
             transport: framing(how),
+            framing: how,
             buf: Vec::new(),
             plain: Plain::new(),
         };
@@ -106,6 +109,7 @@ impl TestClient {
             TestClient {
                 stream: raw.stream,
                 transport: raw.transport,
+                framing: how,
                 mtp: Encrypted::build().first_salt(salt).finish(key),
                 buf: raw.buf,
                 updates: VecDeque::new(),
@@ -237,7 +241,9 @@ impl TestClient {
         mut done: impl FnMut(Option<&Deserialization>) -> bool,
     ) -> Result<(), CallError> {
         loop {
-            while let Some(mut payload) = next_payload(&mut *self.transport, &mut self.buf)? {
+            while let Some(mut payload) =
+                next_payload(self.framing, &mut *self.transport, &mut self.buf)?
+            {
                 let results = self
                     .mtp
                     .deserialize(&mut payload)
@@ -274,6 +280,7 @@ impl tl::Serializable for Serialized {
 struct RawConn {
     stream: TcpStream,
     transport: Box<dyn Transport + Send>,
+    framing: Framing,
     buf: Vec<u8>,
     plain: Plain,
 }
@@ -287,7 +294,9 @@ impl RawConn {
         self.stream.write_all(buffer.as_ref())?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(mut payload) = next_payload(&mut *self.transport, &mut self.buf)? {
+            if let Some(mut payload) =
+                next_payload(self.framing, &mut *self.transport, &mut self.buf)?
+            {
                 let mut out = self
                     .plain
                     .deserialize(&mut payload)
@@ -306,11 +315,19 @@ impl RawConn {
     }
 }
 
+/// The next whole payload in `buf`. Intermediate and Abridged frames are read with the
+/// fake DC's own readers (see `fake_dc::transport` for grammers' bugs there).
 fn next_payload(
+    how: Framing,
     transport: &mut dyn Transport,
     buf: &mut Vec<u8>,
 ) -> Result<Option<Vec<u8>>, CallError> {
-    match transport.unpack(buf) {
+    let unpacked = match how {
+        Framing::Full => transport.unpack(buf),
+        Framing::Intermediate => super::transport::unpack_intermediate(buf),
+        Framing::Abridged => super::transport::unpack_abridged(buf),
+    };
+    match unpacked {
         Ok(offset) => {
             let payload = buf[offset.data_range].to_vec();
             buf.drain(..offset.next_offset);

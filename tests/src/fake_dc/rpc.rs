@@ -176,9 +176,7 @@ fn dispatch(
             let req = auth::ImportAuthorization::from_bytes(body)?;
             match world.exported.remove(&req.bytes) {
                 Some((user, dc)) if user == req.id && dc == caller.dc => {
-                    if let Some(key) = world.keys.get_mut(&caller.key_id) {
-                        key.bot = Some(user);
-                    }
+                    world.log_in(caller.key_id, user);
                     ok(authorization(world, user))
                 }
                 _ => rpc_err(400, "AUTH_BYTES_INVALID"),
@@ -291,9 +289,7 @@ fn import_bot_authorization(
     if home != caller.dc {
         return rpc_err(303, format!("USER_MIGRATE_{home}"));
     }
-    if let Some(key) = world.keys.get_mut(&caller.key_id) {
-        key.bot = Some(bot_id);
-    }
+    world.log_in(caller.key_id, bot_id);
     *world.stats.logins.entry(bot_id).or_default() += 1;
     ok(authorization(world, bot_id))
 }
@@ -411,6 +407,9 @@ fn get_file(
     let end = ((offset + limit) as usize).min(bytes.len());
     if end == bytes.len() && start < end {
         world.stats.files_served += 1;
+        if let Some(bot) = bot {
+            *world.stats.files_served_by_bot.entry(bot).or_default() += 1;
+        }
     }
     ok(enums::upload::File::File(types::upload::File {
         r#type: enums::storage::FileType::FileUnknown,

@@ -186,6 +186,8 @@ impl Connection {
                         dc: self.dc,
                         salt,
                         bot: None,
+                        from_handshake: true,
+                        counted_for: None,
                     },
                 );
                 self.key = Some(Key {

@@ -23,10 +23,39 @@ enum Framing {
     Abridged(Abridged),
 }
 
+/// `len/4: 1 byte (or 0x7f ‖ 3 bytes LE) ‖ payload`. grammers' `Abridged::unpack` takes
+/// any frame under 508 bytes whose first four bytes read as a negative i32 for a
+/// transport error; an encrypted message starts with its auth key id, so with half of
+/// all keys it refuses every short message.
+pub fn unpack_abridged(buf: &[u8]) -> Result<transport::UnpackedOffset, transport::Error> {
+    let (header, words) = match buf.first() {
+        None => return Err(transport::Error::MissingBytes),
+        Some(&b) if b < 0x7f => (1, usize::from(b)),
+        Some(_) => match buf.get(1..4) {
+            Some(len) => (
+                4,
+                usize::from(len[0]) | usize::from(len[1]) << 8 | usize::from(len[2]) << 16,
+            ),
+            None => return Err(transport::Error::MissingBytes),
+        },
+    };
+    let len = words * 4;
+    if len > MAX_FRAME {
+        return Err(transport::Error::BadLen { got: len as i32 });
+    }
+    if buf.len() < header + len {
+        return Err(transport::Error::MissingBytes);
+    }
+    Ok(transport::UnpackedOffset {
+        data_range: header..header + len,
+        next_offset: header + len,
+    })
+}
+
 /// `len: u32 LE ‖ payload`, as grammers' `Intermediate::unpack` should read it: that one
 /// compares the buffer with the payload length without its 4-byte header and then slices
 /// past the end (a panic on a partial frame).
-fn unpack_intermediate(buf: &[u8]) -> Result<transport::UnpackedOffset, transport::Error> {
+pub fn unpack_intermediate(buf: &[u8]) -> Result<transport::UnpackedOffset, transport::Error> {
     let Some(header) = buf.get(..4) else {
         return Err(transport::Error::MissingBytes);
     };
@@ -92,7 +121,7 @@ impl ServerTransport {
             let result = match framing {
                 Framing::Full(t) => t.unpack(&mut self.buf),
                 Framing::Intermediate(_) => unpack_intermediate(&self.buf),
-                Framing::Abridged(t) => t.unpack(&mut self.buf),
+                Framing::Abridged(_) => unpack_abridged(&self.buf),
             };
             match result {
                 Ok(offset) => {
@@ -198,6 +227,18 @@ mod tests {
             assert_eq!(server.kind(), Some(name));
             assert_eq!(got, payloads.map(|p| p.to_vec()), "{name}");
         }
+    }
+
+    #[test]
+    fn abridged_frames_starting_with_a_negative_word_are_data() {
+        let payload = [0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4];
+        let mut server = ServerTransport::new();
+        assert_eq!(
+            server
+                .feed(&client_frames(Abridged::new(), &[&payload]))
+                .unwrap(),
+            [payload.to_vec()]
+        );
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub struct AuthKey {
     pub salt: i64,
     /// The bot this key is logged in as.
     pub bot: Option<UserId>,
+    /// Made by a handshake here (not registered as a stored session).
+    pub from_handshake: bool,
+    /// The bot whose handshake count this key is in (the first it logged in as).
+    pub counted_for: Option<UserId>,
 }
 
 #[derive(Clone, Debug)]
@@ -96,6 +100,9 @@ pub struct Stats {
     pub files_served: u64,
     pub logins: HashMap<UserId, u64>,
     pub messages_pushed: HashMap<UserId, u64>,
+    /// Handshakes whose key then logged in as the bot.
+    pub handshakes_by_bot: HashMap<UserId, u64>,
+    pub files_served_by_bot: HashMap<UserId, u64>,
 }
 
 /// A message a test sends to a bot.
@@ -530,9 +537,23 @@ impl World {
                 dc,
                 salt,
                 bot,
+                from_handshake: false,
+                counted_for: bot,
             },
         );
         id
+    }
+
+    /// Logs key `key_id` in as `bot`. A key made by a handshake counts as one handshake
+    /// of the first bot it logs in as.
+    pub fn log_in(&mut self, key_id: i64, bot: UserId) {
+        if let Some(key) = self.keys.get_mut(&key_id) {
+            key.bot = Some(bot);
+            if key.from_handshake && key.counted_for.is_none() {
+                key.counted_for = Some(bot);
+                *self.stats.handshakes_by_bot.entry(bot).or_default() += 1;
+            }
+        }
     }
 
     pub fn stats_json(&self) -> serde_json::Value {
@@ -565,6 +586,8 @@ impl World {
             .collect();
         serde_json::json!({
             "logins": per_bot(&self.stats.logins),
+            "handshakes_by_bot": per_bot(&self.stats.handshakes_by_bot),
+            "files_served_by_bot": per_bot(&self.stats.files_served_by_bot),
             "messages_pushed": per_bot(&self.stats.messages_pushed),
             "live_connections": live_by_bot,
             "handshakes": self.stats.handshakes,
