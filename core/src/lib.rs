@@ -11,11 +11,18 @@
 //! - [`health`]: lifecycle, readiness, and the responses of the health surface.
 //! - [`http`]: the health server's HTTP/1.x connection state machine.
 //! - [`metrics`]: the Prometheus text of `/metrics`.
+//! - [`rsa`], [`handshake`]: the servers' RSA keys and the client's auth-key handshake.
+//! - [`rpc_error`]: Telegram's errors as code, name and value.
+//! - [`random`]: how randomness comes in.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod fleet;
+pub mod handshake;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod random;
+pub mod rpc_error;
+pub mod rsa;
 pub mod secret;

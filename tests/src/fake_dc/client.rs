@@ -1,22 +1,22 @@
 //! A small blocking MTProto client for testing the fake DC from Rust: grammers' framing
-//! and `Encrypted` session, plus a client handshake that takes the server's RSA key as a
-//! parameter (grammers' own handshake only trusts Telegram's keys). Test equipment only;
-//! the service's client lives in the core.
+//! and `Encrypted` session, and the core's client handshake (which takes the server's RSA
+//! key as a parameter; grammers' own only trusts Telegram's keys).
 
 use std::collections::VecDeque;
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use grammers_crypto::{AuthKey, DequeBuffer, aes, factorize, generate_key_data_from_nonce};
+use grammers_crypto::DequeBuffer;
 use grammers_mtproto::mtp::{Deserialization, Encrypted, Mtp as _, Plain};
 use grammers_mtproto::transport::{self, Abridged, Full, Intermediate, Transport};
 use grammers_tl_types::{
-    self as tl, Deserializable as _, RemoteCall, Serializable as _, enums, functions, types,
+    self as tl, Deserializable as _, RemoteCall, Serializable as _, enums, functions,
 };
-use num_bigint::BigUint;
+use telegram_bots_core::handshake::{Handshake, HandshakeError, Progress};
+use telegram_bots_core::random::Random;
 
-use super::crypto::{RsaKey, random, sha1, to_be_padded};
+use super::crypto::RsaKey;
 
 /// The framing a client speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -364,101 +364,31 @@ fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, wait: Duration) -> Resul
     }
 }
 
-/// The client's half of the handshake, with RSA_PAD; returns the key and first salt.
-fn handshake(conn: &mut RawConn, rsa: &RsaKey) -> Result<([u8; 256], i64), CallError> {
-    let protocol = |what: &str| CallError::Protocol(what.to_owned());
-    let nonce = random::<16>();
-    let answer = conn.exchange(&functions::ReqPqMulti { nonce }.to_bytes())?;
-    let enums::ResPq::Pq(res_pq) =
-        enums::ResPq::from_bytes(&answer).map_err(|_| protocol("resPQ"))?;
-    if res_pq.nonce != nonce
-        || !res_pq
-            .server_public_key_fingerprints
-            .contains(&rsa.fingerprint())
-    {
-        return Err(protocol("resPQ does not match"));
+/// The operating system's randomness, for the core's handshake.
+struct OsRandom;
+
+impl Random for OsRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        getrandom::fill(buf).expect("the OS has randomness");
     }
-    let pq = u64::from_be_bytes(
-        res_pq
-            .pq
-            .clone()
-            .try_into()
-            .map_err(|_| protocol("pq size"))?,
-    );
-    let (p, q) = factorize(pq);
-    let new_nonce = random::<32>();
-    let server_nonce = res_pq.server_nonce;
-    let inner = enums::PQInnerData::Data(types::PQInnerData {
-        pq: res_pq.pq,
-        p: (p as u32).to_be_bytes().to_vec(),
-        q: (q as u32).to_be_bytes().to_vec(),
-        nonce,
-        server_nonce,
-        new_nonce,
-    })
-    .to_bytes();
-    let public = grammers_crypto::rsa::Key::new(&rsa.n().to_string(), &rsa.e().to_string())
-        .ok_or_else(|| protocol("key"))?;
-    let encrypted_data = grammers_crypto::rsa::encrypt_hashed(&inner, &public, &random::<224>());
-    let answer = conn.exchange(
-        &functions::ReqDhParams {
-            nonce,
-            server_nonce,
-            p: (p as u32).to_be_bytes().to_vec(),
-            q: (q as u32).to_be_bytes().to_vec(),
-            public_key_fingerprint: rsa.fingerprint(),
-            encrypted_data,
-        }
-        .to_bytes(),
-    )?;
-    let enums::ServerDhParams::Ok(ok) =
-        enums::ServerDhParams::from_bytes(&answer).map_err(|_| protocol("server_DH_params"))?
-    else {
-        return Err(protocol("server_DH_params_fail"));
-    };
-    let (key, iv) = generate_key_data_from_nonce(&server_nonce, &new_nonce);
-    let mut plain = ok.encrypted_answer;
-    aes::ige_decrypt(&mut plain, &key, &iv);
-    let enums::ServerDhInnerData::Data(dh) = enums::ServerDhInnerData::from_bytes(&plain[20..])
-        .map_err(|_| protocol("server_DH_inner_data"))?;
-    let prime = BigUint::from_bytes_be(&dh.dh_prime);
-    let b = BigUint::from_bytes_be(&random::<256>());
-    let g_b = BigUint::from(dh.g as u32).modpow(&b, &prime);
-    let auth_key: [u8; 256] =
-        to_be_padded(&BigUint::from_bytes_be(&dh.g_a).modpow(&b, &prime), 256)
-            .try_into()
-            .expect("256 bytes");
-    let inner = enums::ClientDhInnerData::Data(types::ClientDhInnerData {
-        nonce,
-        server_nonce,
-        retry_id: 0,
-        g_b: to_be_padded(&g_b, 256),
-    })
-    .to_bytes();
-    let mut data = sha1(&[&inner]).to_vec();
-    data.extend(inner);
-    let pad = (16 - data.len() % 16) % 16;
-    data.extend_from_slice(&random::<16>()[..pad]);
-    aes::ige_encrypt(&mut data, &key, &iv);
-    let answer = conn.exchange(
-        &functions::SetClientDhParams {
-            nonce,
-            server_nonce,
-            encrypted_data: data,
-        }
-        .to_bytes(),
-    )?;
-    match enums::SetClientDhParamsAnswer::from_bytes(&answer).map_err(|_| protocol("dh_gen"))? {
-        enums::SetClientDhParamsAnswer::DhGenOk(ok)
-            if ok.new_nonce_hash1
-                == AuthKey::from_bytes(auth_key).calc_new_nonce_hash(&new_nonce, 1) =>
+}
+
+/// The core's client handshake (RSA_PAD) over a plain connection; returns the key and
+/// first salt.
+fn handshake(conn: &mut RawConn, rsa: &RsaKey) -> Result<([u8; 256], i64), CallError> {
+    let failed = |e: HandshakeError| CallError::Protocol(format!("handshake: {e}"));
+    let (mut handshake, mut request) = Handshake::start(vec![rsa.public()], &mut OsRandom);
+    loop {
+        let answer = conn.exchange(&request)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        match handshake
+            .handle(&answer, now, &mut OsRandom)
+            .map_err(failed)?
         {
-            let mut salt = [0u8; 8];
-            for (i, s) in salt.iter_mut().enumerate() {
-                *s = new_nonce[i] ^ server_nonce[i];
-            }
-            Ok((auth_key, i64::from_le_bytes(salt)))
+            Progress::Send(next) => request = next,
+            Progress::Done(finished) => return Ok((finished.auth_key, finished.first_salt)),
         }
-        _ => Err(protocol("dh_gen not ok")),
     }
 }

@@ -6,17 +6,11 @@ use grammers_crypto::aes;
 use num_bigint::BigUint;
 use sha1::{Digest as _, Sha1};
 use sha2::Sha256;
+use telegram_bots_core::rsa::RsaPublicKey;
 
-/// Telegram's 2048-bit safe prime; with g = 3 it meets every client's checks.
-pub const DH_PRIME_HEX: &str = "c71caeb9c6b1c9048e6c522f70f13f73980d40238e3e21c14934d037563d930f\
-48198a0aa7c14058229493d22530f4dbfa336f6e0ac925139543aed44cce7c37\
-20fd51f69458705ac68cd4fe6b6b13abdc9746512969328454f18faf8c595f64\
-2477fe96bb2a941d5bcd1d4ac8cc49880708fa9b378e3c4f3a9060bee67cf9a4\
-a4a695811051907e162753b56b0f6b410dba74d8a84b2a14b3144e0ef1284754\
-fd17ed950d5965b4b9dd46582db1178d169c6bc465b0d6ff9ca3928fef5b9ae4\
-e418fc15e83ebea0f87fa9ff5eed70050ded2849f47bf959d956850ce929851f\
-0d8115f635b105ee2e4e15d04b2454bf6f4fadf034b10403119cd8e3b92fcc5b";
+/// The DH generator; with Telegram's prime it meets every client's checks.
 pub const DH_G: u32 = 3;
+pub use telegram_bots_core::handshake::{dh_prime, to_be_padded};
 
 pub fn sha1(parts: &[&[u8]]) -> [u8; 20] {
     let mut h = Sha1::new();
@@ -39,18 +33,6 @@ pub fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).expect("the OS has randomness");
     b
-}
-
-pub fn dh_prime() -> BigUint {
-    BigUint::parse_bytes(DH_PRIME_HEX.as_bytes(), 16).expect("valid hex")
-}
-
-/// `n` as big-endian bytes left-padded to `len`.
-pub fn to_be_padded(n: &BigUint, len: usize) -> Vec<u8> {
-    let bytes = n.to_bytes_be();
-    let mut out = vec![0u8; len.saturating_sub(bytes.len())];
-    out.extend_from_slice(&bytes);
-    out
 }
 
 /// The fake DC's RSA key pair: a fixed 2048-bit test key, so that clients can be told
@@ -83,13 +65,13 @@ impl RsaKey {
         &self.e
     }
 
-    /// Telegram's fingerprint: the low 64 bits of SHA1 of the TL-serialized n and e.
+    /// The public half, as clients trust it.
+    pub fn public(&self) -> RsaPublicKey {
+        RsaPublicKey::new(self.n.clone(), self.e.clone())
+    }
+
     pub fn fingerprint(&self) -> i64 {
-        use grammers_tl_types::Serializable as _;
-        let mut data = self.n.to_bytes_be().to_bytes();
-        data.extend(self.e.to_bytes_be().to_bytes());
-        let hash = sha1(&[&data]);
-        i64::from_le_bytes(hash[12..20].try_into().expect("8 bytes"))
+        self.public().fingerprint()
     }
 
     /// The public key as PKCS#1 PEM (`-----BEGIN RSA PUBLIC KEY-----`).
@@ -239,6 +221,10 @@ mod tests {
     fn test_key_fingerprint_and_pem_match_telethon() {
         let key = RsaKey::test_key();
         assert_eq!(key.fingerprint(), -1_593_010_162_628_045_094);
+        assert_eq!(
+            RsaPublicKey::from_pem(&key.public_pem()).unwrap(),
+            key.public()
+        );
         let pem = key.public_pem();
         assert!(pem.starts_with("-----BEGIN RSA PUBLIC KEY-----\nMIIBCgKCAQEAiWGU8Lv7f/6b9wpBH+pbsbUih+pxdQQqm/BAv9HPqxFW6RVZS+xa\n"));
         assert!(
