@@ -61,27 +61,29 @@ impl SecretUrl {
     }
 }
 
+/// Credentials end at the last `@`, and the query is dropped. A password may hold
+/// unencoded `/ ? # @` and a query may hold `@`: where the two cannot be told apart (a
+/// `?` or `#` before the last `@`), everything after the scheme is hidden.
 fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, mut tail) = rest.split_at(authority_end);
-    if let Some(q) = tail.find('?') {
-        tail = &tail[..q];
-    }
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
+    let without_query = |s: &str| s.split(['?', '#']).next().unwrap_or_default().to_owned();
+    let Some(at) = rest.rfind('@') else {
+        return format!("{scheme}{}", without_query(rest));
     };
-    match scheme {
-        Some(scheme) => format!("{scheme}://{authority}{tail}"),
-        None => format!("{authority}{tail}"),
+    let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
+    if userinfo.contains(['?', '#']) {
+        return format!("{scheme}***");
     }
+    let user = userinfo.split(':').next().unwrap_or_default();
+    let user = if user.contains(['/', '=']) {
+        "***"
+    } else {
+        user
+    };
+    format!("{scheme}{user}:***@{}", without_query(host))
 }
 
 fn redact_keywords(s: &str) -> String {
@@ -151,11 +153,18 @@ mod tests {
                 "postgres://app:***@db:5432/bots",
             ),
             (
-                "postgresql://app@db/bots?password=s3cret",
-                "postgresql://app@db/bots",
+                "postgresql://app@db/bots?sslmode=require",
+                "postgresql://app:***@db/bots",
             ),
             ("postgres://db/bots", "postgres://db/bots"),
-            ("postgres://u:p:q@h@db/x", "postgres://u:***@db/x"),
+            ("postgresql://app@db/bots", "postgresql://app:***@db/bots"),
+            ("postgres://u:p:q@db/x", "postgres://u:***@db/x"),
+            ("postgres://app:s3c/ret@db/x", "postgres://app:***@db/x"),
+            ("postgres://app:s3c#ret@db/x", "postgres://***"),
+            ("postgres://app:s3c?ret@db/x", "postgres://***"),
+            ("postgres://db/x?password=s3c@ret", "postgres://***"),
+            ("postgres://app:s3c?x@ret@db/x", "postgres://***"),
+            ("postgres://app:s3c@ret@db/x", "postgres://app:***@db/x"),
             (
                 "host=db user=app password='s3c ret\\'x' dbname=bots",
                 "host=db user=app password=*** dbname=bots",
@@ -168,7 +177,7 @@ mod tests {
         for (url, want) in cases {
             let u = SecretUrl::new(url.to_owned());
             assert_eq!(u.to_string(), want);
-            assert!(!format!("{u:?}").contains("s3c"));
+            assert!(!format!("{u:?}").contains("s3c") && !format!("{u:?}").contains("ret"));
         }
     }
 }

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 
     let _ = stop_rx.recv();
     let stop_started = Instant::now();
-    health.lock().set_stopping();
+    health.begin_stop();
     server.stop();
     tracing::info!("stopped in {} ms", stop_started.elapsed().as_millis());
     ExitCode::SUCCESS

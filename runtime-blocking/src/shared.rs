@@ -23,6 +23,13 @@ impl SharedHealth {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A stop signal arrived: readiness turns 503 now, then the caller stops the bots.
+    /// The log line comes after the switch, so whoever reads it may rely on the 503.
+    pub fn begin_stop(&self) {
+        self.lock().set_stopping();
+        tracing::info!("stop signal received (SIGTERM/SIGINT), stopping bots...");
+    }
+
     /// The response to a health request, with a fresh process sample for `/metrics`.
     pub fn respond(&self, request: &Request) -> Response {
         let sample = process::sample();

@@ -11,7 +11,6 @@ pub fn on_stop(on_stop: impl Fn() + Send + 'static) -> Result<(), ctrlc::Error> 
             tracing::warn!("second stop signal: exiting without a clean stop");
             std::process::exit(130);
         }
-        tracing::info!("stop signal received (SIGTERM/SIGINT), stopping bots...");
         on_stop();
     })
 }

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         let stop = async {
             let _ = stop_rx.recv().await;
             stop_started.set(Some(Instant::now()));
-            health.lock().set_stopping();
+            health.begin_stop();
         };
         server::serve(&ex, listener, health.clone(), stop).await;
         if let Some(t) = stop_started.get() {

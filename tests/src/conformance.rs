@@ -260,11 +260,16 @@ pub fn sigterm_flips_readiness_then_exits_zero(binary: &Path) {
     in_flight
         .write_all(b"GET /readyz HTTP/1.1\r\nHost: test\r\n")
         .unwrap();
-    thread::sleep(Duration::from_millis(100));
+    // The server has the connection once it answers another request made after it.
+    assert_eq!(http::get(service.health_addr, "/healthz").status, 200);
 
     service.signal(libc::SIGTERM);
     let signalled = Instant::now();
-    thread::sleep(Duration::from_millis(200));
+    assert!(
+        service.wait_for_log("stop signal received", STOP_TIMEOUT),
+        "no stop in the log:\n{}",
+        service.logs()
+    );
     in_flight.write_all(b"\r\n").unwrap();
     let reply = http::read_reply(&mut in_flight).expect("the in-flight request is answered");
     assert_eq!(reply.status, 503, "{}", reply.text());

@@ -133,6 +133,18 @@ impl Service {
         }
     }
 
+    /// Waits until the output contains `needle`; false after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
     /// Everything the process printed so far (stdout and stderr).
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()

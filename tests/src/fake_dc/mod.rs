@@ -67,6 +67,8 @@ pub fn log(message: &str) {
 #[derive(Debug)]
 pub struct FakeTelegram {
     shared: Arc<Shared>,
+    /// Dropped last: with it go every task, listener and connection.
+    executor: Option<Arc<smol::Executor<'static>>>,
     stop: channel::Sender<()>,
     threads: Vec<thread::JoinHandle<()>>,
 }
@@ -95,8 +97,15 @@ impl FakeTelegram {
         });
         let ex = Arc::new(smol::Executor::new());
         for (dc, listener) in listeners {
-            ex.spawn(accept_loop(ex.clone(), shared.clone(), dc, listener))
-                .detach();
+            // A weak handle: the executor owns the task, and the task must not keep the
+            // executor (and with it every socket) alive after the DC set is dropped.
+            ex.spawn(accept_loop(
+                Arc::downgrade(&ex),
+                shared.clone(),
+                dc,
+                listener,
+            ))
+            .detach();
         }
         let (stop, stopped) = channel::bounded::<()>(1);
         let threads = (0..2)
@@ -111,6 +120,7 @@ impl FakeTelegram {
             .collect::<io::Result<_>>()?;
         Ok(FakeTelegram {
             shared,
+            executor: Some(ex),
             stop,
             threads,
         })
@@ -188,11 +198,12 @@ impl Drop for FakeTelegram {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        drop(self.executor.take());
     }
 }
 
 async fn accept_loop(
-    ex: Arc<smol::Executor<'static>>,
+    ex: std::sync::Weak<smol::Executor<'static>>,
     shared: Arc<Shared>,
     dc: i32,
     listener: Async<TcpListener>,
@@ -200,6 +211,7 @@ async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                let Some(ex) = ex.upgrade() else { return };
                 ex.spawn(serve(shared.clone(), dc, stream)).detach();
             }
             Err(e) => {

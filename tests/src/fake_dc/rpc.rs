@@ -47,7 +47,8 @@ impl Deserializable for Rest {
 /// Strips the wrappers (`invokeWithLayer`, `initConnection`, `invokeWithoutUpdates`,
 /// `invokeAfterMsg`) and returns the inner call, constructor id first.
 fn unwrap_call(mut data: Vec<u8>) -> tl::deserialize::Result<Vec<u8>> {
-    loop {
+    // Real clients nest two or three wrappers; more is an attack on the copying below.
+    for _ in 0..8 {
         let id = u32::from_bytes(&data)?;
         let rest = &data[4..];
         data = match id {
@@ -70,6 +71,7 @@ fn unwrap_call(mut data: Vec<u8>) -> tl::deserialize::Result<Vec<u8>> {
             _ => return Ok(data),
         };
     }
+    Err(tl::deserialize::Error::UnexpectedEof)
 }
 
 /// Answers one API request (`data` is the message body, constructor id first).
@@ -316,7 +318,7 @@ fn get_difference(world: &World, bot: UserId, req: functions::updates::GetDiffer
             .to_bytes(),
         );
     }
-    if b.pts - req.pts > MAX_DIFFERENCE {
+    if i64::from(b.pts) - i64::from(req.pts) > i64::from(MAX_DIFFERENCE) {
         return ok(
             enums::updates::Difference::TooLong(types::updates::DifferenceTooLong { pts: b.pts })
                 .to_bytes(),
@@ -400,11 +402,16 @@ fn get_file(
     }
     let limit_ok =
         limit > 0 && limit % unit == 0 && limit <= MIB && (req.precise || MIB % limit == 0);
-    if !limit_ok || offset / MIB != (offset + limit - 1) / MIB {
+    // Within one MiB: the chunk may not run past the end of the MiB it starts in.
+    if !limit_ok || offset % MIB + limit > MIB {
         return rpc_err(400, "LIMIT_INVALID");
     }
-    let start = (offset as usize).min(bytes.len());
-    let end = ((offset + limit) as usize).min(bytes.len());
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let end = usize::try_from(offset.saturating_add(limit))
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
     if end == bytes.len() && start < end {
         world.stats.files_served += 1;
         if let Some(bot) = bot {

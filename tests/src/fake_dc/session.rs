@@ -47,6 +47,15 @@ struct Inner {
     body: Vec<u8>,
 }
 
+/// Where a message sits: the nesting rules allow `gzip_packed` in a container, nothing
+/// deeper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Depth {
+    Top,
+    InContainer,
+    InGzip,
+}
+
 /// Results larger than this go out as `gzip_packed` when that makes them smaller.
 const GZIP_THRESHOLD: usize = 512;
 
@@ -65,6 +74,8 @@ pub struct Connection {
     handshake: Handshake,
     key: Option<Key>,
     session_id: Option<i64>,
+    /// This connection has sent a message with its current key.
+    used_key: bool,
     last_msg_id: i64,
     content_sent: i32,
     /// Close if no ping_delay_disconnect renews this.
@@ -94,6 +105,7 @@ impl Connection {
             handshake: Handshake::default(),
             key: None,
             session_id: None,
+            used_key: false,
             last_msg_id: 0,
             content_sent: 0,
             disconnect_at: None,
@@ -177,7 +189,7 @@ impl Connection {
                 salt,
             } => {
                 let id = auth_key_id(&auth_key);
-                let mut world = shared.world.lock().unwrap();
+                let mut world = shared.world();
                 world.stats.handshakes += 1;
                 world.keys.insert(
                     id,
@@ -188,6 +200,7 @@ impl Connection {
                         bot: None,
                         from_handshake: true,
                         counted_for: None,
+                        last_sender: None,
                     },
                 );
                 self.key = Some(Key {
@@ -213,7 +226,7 @@ impl Connection {
         shared: &Shared,
         out: &mut Output,
     ) -> Result<(), String> {
-        let mut world = shared.world.lock().unwrap();
+        let mut world = shared.world();
         let Some(entry) = world.keys.get(&key_id) else {
             return Err(format!("unknown auth key {key_id:016x}"));
         };
@@ -229,6 +242,7 @@ impl Connection {
                 bytes: entry.key.clone(),
             });
             self.session_id = None;
+            self.used_key = false;
         }
         let salt = entry.salt;
         let key = self.key.as_ref().expect("set above");
@@ -245,8 +259,8 @@ impl Connection {
             .ok_or("encrypted message length out of range")?;
 
         let mut outbox = Vec::new();
-        if self.session_id != Some(session_id) {
-            if let Some(other) = conflicting_connection(&world, self.id, key_id, session_id) {
+        if let Some(other) = self.conflict(&mut world, key_id, session_id) {
+            {
                 // Telegram's answer to one key used by two client sessions at once.
                 world.stats.auth_key_conflicts += 1;
                 world.keys.remove(&key_id);
@@ -257,13 +271,26 @@ impl Connection {
                     "conn {}: AUTH_KEY_DUPLICATED for key {key_id:016x}",
                     self.id
                 ));
-                self.session_id = Some(session_id);
+                // Every request in the message gets the error (a container holds acks too).
                 let error = rpc_error(406, "AUTH_KEY_DUPLICATED");
-                let inner = self.inner(rpc_result(msg_id, &error), true, 1, None);
-                self.seal(salt, vec![inner], out);
+                let requests = if u32::from_bytes(&body).ok() == Some(MSG_CONTAINER) {
+                    unpack_container(&body[4..])
+                } else {
+                    vec![(msg_id, body)]
+                };
+                let answers = requests
+                    .into_iter()
+                    .filter(|(_, b)| {
+                        u32::from_bytes(b).ok() != Some(types::MsgsAck::CONSTRUCTOR_ID)
+                    })
+                    .map(|(id, _)| self.inner(rpc_result(id, &error), true, 1, None))
+                    .collect();
+                self.seal(salt, answers, out);
                 out.close = true;
                 return Ok(());
             }
+        }
+        if self.session_id != Some(session_id) {
             self.session_id = Some(session_id);
             self.content_sent = 0;
             if let Some(conn) = world.conns.get_mut(&self.id) {
@@ -311,7 +338,7 @@ impl Connection {
             self.seal(salt, outbox, out);
             return Ok(());
         }
-        self.message(&mut world, msg_id, body, salt, &mut outbox);
+        self.message(&mut world, msg_id, body, salt, &mut outbox, Depth::Top);
         self.seal(salt, outbox, out);
         Ok(())
     }
@@ -324,22 +351,40 @@ impl Connection {
         body: Vec<u8>,
         salt: i64,
         out: &mut Vec<Inner>,
+        depth: Depth,
     ) {
         let Ok(id) = u32::from_bytes(&body) else {
             return;
         };
+        // Telegram allows a container at the top only, and gzip inside nothing but a
+        // container; deeper nesting is an attack on the recursion below.
+        let nested_too_deep = match id {
+            MSG_CONTAINER => depth != Depth::Top,
+            GZIP_PACKED => depth == Depth::InGzip,
+            _ => false,
+        };
+        if nested_too_deep {
+            let notification = enums::BadMsgNotification::Notification(types::BadMsgNotification {
+                bad_msg_id: msg_id,
+                bad_msg_seqno: 0,
+                error_code: 64,
+            });
+            out.push(self.inner(notification.to_bytes(), false, 1, None));
+            return;
+        }
         let answer = |s: &mut Self, bytes: Vec<u8>, content: bool, out: &mut Vec<Inner>| {
             out.push(s.inner(bytes, content, 1, None));
         };
         match id {
             MSG_CONTAINER => {
                 for (inner_id, inner) in unpack_container(&body[4..]) {
-                    self.message(world, inner_id, inner, salt, out);
+                    self.message(world, inner_id, inner, salt, out, Depth::InContainer);
                 }
             }
             GZIP_PACKED => {
                 if let Some(unpacked) = gunzip(&body[4..]) {
-                    self.message(world, msg_id, unpacked, salt, out);
+                    world.stats.gzipped_requests += 1;
+                    self.message(world, msg_id, unpacked, salt, out, Depth::InGzip);
                 }
             }
             types::MsgsAck::CONSTRUCTOR_ID => {}
@@ -420,6 +465,20 @@ impl Connection {
         }
     }
 
+    /// The auth-key conflict detector: another live connection in another client session
+    /// and this one both keep using the key (the other sent the key's previous message,
+    /// and this connection had used it before that). A connection that went quiet, a dead
+    /// peer the server has not noticed yet, is no conflict: only alternating traffic is.
+    fn conflict(&mut self, world: &mut World, key_id: i64, session_id: i64) -> Option<ConnId> {
+        let me = (self.id, session_id);
+        let key = world.keys.get_mut(&key_id)?;
+        let previous = key.last_sender.replace(me);
+        let used_before = std::mem::replace(&mut self.used_key, true);
+        let (other, other_session) = previous?;
+        let live = world.conns.contains_key(&other);
+        (other != self.id && other_session != session_id && live && used_before).then_some(other)
+    }
+
     /// Numbers a message of this session: a fresh msg_id of the given parity, and the
     /// seq_no its kind calls for.
     fn inner(
@@ -496,22 +555,6 @@ impl Connection {
         let packet = encrypt_to_client(&key.bytes, &plain);
         Some(self.transport.pack(&packet))
     }
-}
-
-/// A live connection of another client session on the same key, if any.
-fn conflicting_connection(
-    world: &World,
-    me: ConnId,
-    key_id: i64,
-    session_id: i64,
-) -> Option<ConnId> {
-    world
-        .conns
-        .iter()
-        .find(|(id, c)| {
-            **id != me && c.key_id == Some(key_id) && c.session_id.is_some_and(|s| s != session_id)
-        })
-        .map(|(id, _)| *id)
 }
 
 fn rpc_result(req_msg_id: i64, result: &[u8]) -> Vec<u8> {

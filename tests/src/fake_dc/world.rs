@@ -81,6 +81,8 @@ pub struct AuthKey {
     pub from_handshake: bool,
     /// The bot whose handshake count this key is in (the first it logged in as).
     pub counted_for: Option<UserId>,
+    /// The connection and client session of the key's latest message.
+    pub last_sender: Option<(ConnId, i64)>,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +105,8 @@ pub struct Stats {
     /// Handshakes whose key then logged in as the bot.
     pub handshakes_by_bot: HashMap<UserId, u64>,
     pub files_served_by_bot: HashMap<UserId, u64>,
+    /// Client messages that arrived as `gzip_packed`.
+    pub gzipped_requests: u64,
 }
 
 /// A message a test sends to a bot.
@@ -364,7 +368,10 @@ impl World {
         let bot = self.bots.get_mut(&bot_id).expect("looked up");
         let message_id = bot.next_message_id;
         bot.next_message_id += 1;
-        bot.pts += 1 + skip;
+        bot.pts = bot
+            .pts
+            .saturating_add(1)
+            .saturating_add(skip.clamp(0, 1_000_000));
         bot.date = now;
         let pts = bot.pts;
         let peer = if private {
@@ -539,6 +546,7 @@ impl World {
                 bot,
                 from_handshake: false,
                 counted_for: bot,
+                last_sender: None,
             },
         );
         id
@@ -595,6 +603,7 @@ impl World {
             "connections_total": self.stats.connections_total,
             "auth_key_conflicts": self.stats.auth_key_conflicts,
             "files_served": self.stats.files_served,
+            "gzipped_requests": self.stats.gzipped_requests,
             "auth_keys": self.keys.len(),
         })
     }
