@@ -7,6 +7,10 @@ use crate::fleet::{BotState, Fleet};
 use crate::http::{Method, Request, Response};
 use crate::metrics::{self, ProcessSample};
 
+/// The path whose response includes process statistics (which the runtime reads only
+/// for it).
+pub const METRICS_PATH: &str = "/metrics";
+
 /// Where the process is in its own life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lifecycle {
@@ -66,7 +70,7 @@ impl Health {
         let route = match request.path.as_str() {
             "/healthz" | "/livez" => Route::Live,
             "/readyz" => Route::Ready,
-            "/metrics" => Route::Metrics,
+            METRICS_PATH => Route::Metrics,
             _ => return Response::error(404),
         };
         if !matches!(request.method, Method::Get | Method::Head) {

@@ -23,6 +23,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time spent draining the peer after the response, and the most bytes drained.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 pub const LINGER_MAX_BYTES: usize = 64 * 1024;
+/// At most this many health connections are served at once (both runtimes); more are
+/// answered 503 at once.
+pub const MAX_CONNECTIONS: usize = 1024;
 /// How long a stopping server waits for requests already in progress.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a server pauses after a failed accept (out of file descriptors, say), so

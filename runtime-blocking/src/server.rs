@@ -8,12 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use telegram_bots_core::http::{ACCEPT_ERROR_PAUSE, DRAIN_TIMEOUT, HttpConnection, Response};
+use telegram_bots_core::http::{
+    ACCEPT_ERROR_PAUSE, DRAIN_TIMEOUT, HttpConnection, MAX_CONNECTIONS, Response,
+};
 
 use crate::shared::SharedHealth;
-
-/// At most this many connections are served at once; more are answered 503 at once.
-pub const MAX_CONNECTIONS: usize = 512;
 
 /// A running health server.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use telegram_bots_core::health::Health;
+use telegram_bots_core::health::{Health, METRICS_PATH};
 use telegram_bots_core::http::{Request, Response};
 
 use crate::process;
@@ -32,7 +32,11 @@ impl SharedHealth {
 
     /// The response to a health request, with a fresh process sample for `/metrics`.
     pub fn respond(&self, request: &Request) -> Response {
-        let sample = process::sample();
+        let sample = if request.path == METRICS_PATH {
+            process::sample()
+        } else {
+            None
+        };
         self.lock().respond(request, sample.as_ref())
     }
 }

@@ -12,10 +12,9 @@ use smol::channel;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use telegram_bots_blocking::shared::SharedHealth;
-use telegram_bots_core::http::{ACCEPT_ERROR_PAUSE, DRAIN_TIMEOUT, HttpConnection, Response};
-
-/// At most this many connections are served at once; more are answered 503 at once.
-pub const MAX_CONNECTIONS: usize = 1024;
+use telegram_bots_core::http::{
+    ACCEPT_ERROR_PAUSE, DRAIN_TIMEOUT, HttpConnection, MAX_CONNECTIONS, Response,
+};
 
 /// Serves `health` on `listener` until `stop` resolves, then drains requests in progress
 /// for up to [`DRAIN_TIMEOUT`].

@@ -20,8 +20,6 @@ use crate::process::{die_with_parent, find_executable, is_root, temp_dir, user_i
 pub struct PgServer {
     /// URL of a role that may create databases, ending in a database name.
     admin_url: String,
-    /// Whether this process started the server itself.
-    pub private: bool,
 }
 
 impl PgServer {
@@ -29,10 +27,7 @@ impl PgServer {
     pub fn get() -> &'static PgServer {
         static SERVER: OnceLock<PgServer> = OnceLock::new();
         SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.is_empty() => PgServer {
-                admin_url: url,
-                private: false,
-            },
+            Ok(url) if !url.is_empty() => PgServer { admin_url: url },
             _ => start_private_cluster(),
         })
     }
@@ -256,10 +251,7 @@ fn start_private_cluster() -> PgServer {
             Err(_) => thread::sleep(Duration::from_millis(50)),
         }
     }
-    PgServer {
-        admin_url,
-        private: true,
-    }
+    PgServer { admin_url }
 }
 
 fn chown_recursive(path: &Path, (uid, gid): (u32, u32)) {

@@ -101,7 +101,7 @@ fn ready_line_and_control_api() {
     let (_, text) = post(
         &base,
         "/messages",
-        json!({"bot": "bot1", "chat_id": -5, "from_user_id": 77, "text": "hi"}),
+        json!({"bot": "bot1", "chat_id": 5, "from_user_id": 77, "text": "hi"}),
     );
     assert_eq!(
         (text["pts"].as_i64(), text["sha256"].is_null()),
@@ -118,7 +118,20 @@ fn ready_line_and_control_api() {
             "/messages",
             json!({"bot": "bot1", "from_user_id": 1, "text": "x", "voice": {"size": 1}}),
         ),
+        (
+            "/messages",
+            json!({"bot": "bot1", "chat_id": -5, "from_user_id": 1, "text": "x"}),
+        ),
         ("/faults", json!({"kind": "earthquake"})),
+        (
+            "/faults",
+            json!({"kind": "too_many_connections", "bot": "bot1"}),
+        ),
+        ("/faults", json!({"kind": "flood_wait", "seconds": -1})),
+        (
+            "/bots",
+            json!({"token": "1:x", "username": "b", "dc": 9_000_000_000i64}),
+        ),
         ("/faults", json!({"kind": "flood_wait", "bot": "nobody"})),
         ("/auth_keys", json!({"auth_key_hex": "abcd"})),
     ] {

@@ -49,15 +49,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let addrs: Vec<SocketAddr> = (0..dcs)
+    let addrs: Option<Vec<SocketAddr>> = (0..dcs)
         .map(|i| {
             let mut a = listen;
             if a.port() != 0 {
-                a.set_port(a.port() + i as u16);
+                a.set_port(a.port().checked_add(i as u16)?);
             }
-            a
+            Some(a)
         })
         .collect();
+    let Some(addrs) = addrs else {
+        eprintln!("fake-telegram: --listen port too high for {dcs} DCs on the following ports");
+        return ExitCode::from(2);
+    };
     let telegram = match FakeTelegram::start_on(&addrs) {
         Ok(t) => t,
         Err(e) => {

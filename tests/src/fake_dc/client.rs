@@ -153,9 +153,13 @@ impl TestClient {
         'send: for _ in 0..5 {
             let mut buffer = DequeBuffer::with_capacity(body.len() + 64, 64);
             let mut ids = Vec::new();
+            let salts_deadline = Instant::now() + Duration::from_secs(15);
             let msg_id = loop {
                 if let Some(id) = self.mtp.push(&mut buffer, body) {
                     break id;
+                }
+                if Instant::now() > salts_deadline {
+                    return Err(CallError::Protocol("future_salts never answered".into()));
                 }
                 // A get_future_salts went first (or is still unanswered): send what is
                 // queued and process what arrives until the session takes requests again.

@@ -77,6 +77,13 @@ fn integer(v: &Value, key: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("`{key}` must be an integer"))
 }
 
+/// An optional integer that must fit an i32 (DC ids, durations, chat ids).
+fn optional_i32(v: &Value, key: &str) -> Result<Option<i32>, String> {
+    optional_integer(v, key)?
+        .map(|n| i32::try_from(n).map_err(|_| format!("`{key}` is out of range")))
+        .transpose()
+}
+
 fn optional_integer(v: &Value, key: &str) -> Result<Option<i64>, String> {
     if v[key].is_null() {
         Ok(None)
@@ -86,7 +93,7 @@ fn optional_integer(v: &Value, key: &str) -> Result<Option<i64>, String> {
 }
 
 fn add_bot(shared: &Shared, v: &Value) -> Result<Value, String> {
-    let dc = optional_integer(v, "dc")?.map(|dc| dc as i32);
+    let dc = optional_i32(v, "dc")?;
     let user_id = shared
         .world()
         .add_bot(string(v, "token")?, string(v, "username")?, dc)?;
@@ -96,6 +103,12 @@ fn add_bot(shared: &Shared, v: &Value) -> Result<Value, String> {
 fn send_message(shared: &Shared, v: &Value) -> Result<Value, String> {
     let from_user_id = integer(v, "from_user_id")?;
     let chat_id = optional_integer(v, "chat_id")?.unwrap_or(from_user_id);
+    if chat_id <= 0 {
+        return Err(
+            "`chat_id` must be positive (a user id for a private chat, a chat id for a group)"
+                .into(),
+        );
+    }
     let content = match (&v["text"], &v["voice"]) {
         (Value::String(text), Value::Null) => Content::Text(text.clone()),
         (Value::Null, voice @ Value::Object(_)) => {
@@ -118,14 +131,14 @@ fn send_message(shared: &Shared, v: &Value) -> Result<Value, String> {
             };
             Content::Voice {
                 size,
-                duration: optional_integer(voice, "duration")?.unwrap_or(1) as i32,
+                duration: optional_i32(voice, "duration")?.unwrap_or(1),
                 mime_type: voice["mime_type"]
                     .as_str()
                     .unwrap_or("audio/ogg")
                     .to_owned(),
                 seed: optional_integer(voice, "seed")?.unwrap_or(size as i64) as u64,
                 bytes,
-                dc: optional_integer(voice, "dc")?.map(|dc| dc as i32),
+                dc: optional_i32(voice, "dc")?,
             }
         }
         _ => {
@@ -150,7 +163,7 @@ fn add_auth_key(shared: &Shared, v: &Value) -> Result<Value, String> {
     }
     let key: [u8; 256] =
         std::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"));
-    let dc = optional_integer(v, "dc")?.unwrap_or(1) as i32;
+    let dc = optional_i32(v, "dc")?.unwrap_or(1);
     let bot = v["bot"].as_str().map(str::to_owned);
     let mut world = shared.world();
     if !world.dcs.contains_key(&dc) {

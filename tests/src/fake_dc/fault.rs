@@ -116,9 +116,9 @@ impl Fault {
                 Value::Null => Ok(None),
                 n => n
                     .as_i64()
-                    .filter(|n| *n >= 0)
+                    .filter(|n| (0..=i64::from(i32::MAX)).contains(n))
                     .map(Some)
-                    .ok_or(format!("`{key}` must be a non-negative integer")),
+                    .ok_or(format!("`{key}` must be an integer from 0 to {}", i32::MAX)),
             }
         };
         fault.bot = text("bot")?;
@@ -140,6 +140,24 @@ impl Fault {
         }
         if let Some(m) = text("message")? {
             fault.message = m;
+        }
+        // Faults that cannot match what they were narrowed to would wait forever.
+        match kind {
+            FaultKind::TooManyConnections if fault.bot.is_some() || fault.method.is_some() => {
+                return Err(
+                    "too_many_connections applies to the next connection, not to a bot or method"
+                        .into(),
+                );
+            }
+            FaultKind::SkipPts
+            | FaultKind::DropConnections
+            | FaultKind::ResetConnections
+            | FaultKind::RevokeToken
+                if fault.method.is_some() =>
+            {
+                return Err(format!("{kind_name} does not take a method"));
+            }
+            _ => {}
         }
         Ok(fault)
     }

@@ -330,7 +330,7 @@ fn get_difference(world: &World, bot: UserId, req: functions::updates::GetDiffer
     let pending: Vec<_> = b.log.iter().filter(|e| e.pts > req.pts).cloned().collect();
     let slice = pending.len() > limit;
     let entries = &pending[..pending.len().min(limit)];
-    let (users, chats) = world.entities(entries, bot);
+    let (users, chats) = world.entities(entries);
     let new_messages = entries
         .iter()
         .map(|e| enums::Message::Message(e.message.clone()))

@@ -401,7 +401,7 @@ impl World {
             chat: (!private).then_some(req.chat_id),
         };
         bot.log.push(entry.clone());
-        let updates = self.updates_for(&[entry], bot_id);
+        let updates = self.updates_for(&[entry]);
         self.push_to_bot(bot_id, Push::Updates(updates.to_bytes()));
         Ok(Sent {
             message_id,
@@ -411,8 +411,8 @@ impl World {
     }
 
     /// `Updates` with these log entries as `updateNewMessage`s, and their users and chats.
-    pub fn updates_for(&self, entries: &[LogEntry], bot_id: UserId) -> enums::Updates {
-        let (users, chats) = self.entities(entries, bot_id);
+    pub fn updates_for(&self, entries: &[LogEntry]) -> enums::Updates {
+        let (users, chats) = self.entities(entries);
         let updates = entries
             .iter()
             .map(|e| {
@@ -433,11 +433,7 @@ impl World {
     }
 
     /// The users and chats that `entries` mention.
-    pub fn entities(
-        &self,
-        entries: &[LogEntry],
-        _bot_id: UserId,
-    ) -> (Vec<enums::User>, Vec<enums::Chat>) {
+    pub fn entities(&self, entries: &[LogEntry]) -> (Vec<enums::User>, Vec<enums::Chat>) {
         let mut user_ids: Vec<UserId> = entries.iter().map(|e| e.from).collect();
         user_ids.sort_unstable();
         user_ids.dedup();
