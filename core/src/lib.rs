@@ -12,6 +12,7 @@
 //! - [`http`]: the health server's HTTP/1.x connection state machine.
 //! - [`metrics`]: the Prometheus text of `/metrics`.
 //! - [`rsa`], [`handshake`]: the servers' RSA keys and the client's auth-key handshake.
+//! - [`session`]: one MTProto connection: handshake, encrypted session, requests, pings.
 //! - [`rpc_error`]: Telegram's errors as code, name and value.
 //! - [`random`]: how randomness comes in.
 #![forbid(unsafe_code)]
@@ -26,3 +27,4 @@ pub mod random;
 pub mod rpc_error;
 pub mod rsa;
 pub mod secret;
+pub mod session;
