@@ -17,6 +17,7 @@
 //! - [`random`]: how randomness comes in.
 #![forbid(unsafe_code)]
 
+pub mod bot;
 pub mod config;
 pub mod fleet;
 pub mod handshake;
@@ -28,3 +29,4 @@ pub mod rpc_error;
 pub mod rsa;
 pub mod secret;
 pub mod session;
+pub mod updates;

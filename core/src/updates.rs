@@ -1,0 +1,236 @@
+//! Updates from Telegram: the messages in them, and the account's pts bookkeeping that
+//! says whether an update can be applied, is a duplicate, or shows a gap to fill with
+//! `updates.getDifference`.
+
+use grammers_tl_types::{enums, types};
+
+/// The update state that must survive a restart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateState {
+    pub pts: i32,
+    pub qts: i32,
+    pub date: i32,
+    pub seq: i32,
+}
+
+impl From<&types::updates::State> for UpdateState {
+    fn from(s: &types::updates::State) -> Self {
+        UpdateState {
+            pts: s.pts,
+            qts: s.qts,
+            date: s.date,
+            seq: s.seq,
+        }
+    }
+}
+
+/// A voice message's file, as `upload.getFile` needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoiceFile {
+    pub document_id: i64,
+    pub access_hash: i64,
+    pub file_reference: Vec<u8>,
+    pub dc_id: i32,
+    pub size: i64,
+    pub mime_type: String,
+    pub duration_seconds: i32,
+}
+
+/// A message a bot received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// The user's id for a private chat, the chat's id for a group.
+    pub chat_id: i64,
+    pub message_id: i32,
+    pub from_user_id: Option<i64>,
+    pub date: i32,
+    pub text: String,
+    pub voice: Option<VoiceFile>,
+}
+
+/// What to do with an update that carries pts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PtsCheck {
+    Apply,
+    /// Already seen (pts at or below ours).
+    Duplicate,
+    /// Something between ours and this one is missing.
+    Gap,
+}
+
+/// Telegram's rule: apply when `local + pts_count == pts`.
+pub fn check_pts(local: i32, pts: i32, pts_count: i32) -> PtsCheck {
+    match (local.saturating_add(pts_count)).cmp(&pts) {
+        std::cmp::Ordering::Equal => PtsCheck::Apply,
+        std::cmp::Ordering::Greater => PtsCheck::Duplicate,
+        std::cmp::Ordering::Less => PtsCheck::Gap,
+    }
+}
+
+/// A message from `message`, if it is an incoming one worth handing on.
+pub fn incoming(message: &enums::Message) -> Option<IncomingMessage> {
+    let enums::Message::Message(m) = message else {
+        return None;
+    };
+    if m.out {
+        return None;
+    }
+    let peer_id = |p: &enums::Peer| match p {
+        enums::Peer::User(u) => u.user_id,
+        enums::Peer::Chat(c) => c.chat_id,
+        enums::Peer::Channel(c) => c.channel_id,
+    };
+    let chat_id = peer_id(&m.peer_id);
+    let from_user_id = match &m.from_id {
+        Some(enums::Peer::User(u)) => Some(u.user_id),
+        Some(_) => None,
+        None => matches!(m.peer_id, enums::Peer::User(_)).then_some(chat_id),
+    };
+    Some(IncomingMessage {
+        chat_id,
+        message_id: m.id,
+        from_user_id,
+        date: m.date,
+        text: m.message.clone(),
+        voice: m.media.as_ref().and_then(voice),
+    })
+}
+
+fn voice(media: &enums::MessageMedia) -> Option<VoiceFile> {
+    let enums::MessageMedia::Document(d) = media else {
+        return None;
+    };
+    let Some(enums::Document::Document(doc)) = &d.document else {
+        return None;
+    };
+    let audio = doc.attributes.iter().find_map(|a| match a {
+        enums::DocumentAttribute::Audio(a) if a.voice => Some(a),
+        _ => None,
+    });
+    if !d.voice && audio.is_none() {
+        return None;
+    }
+    Some(VoiceFile {
+        document_id: doc.id,
+        access_hash: doc.access_hash,
+        file_reference: doc.file_reference.clone(),
+        dc_id: doc.dc_id,
+        size: doc.size,
+        mime_type: doc.mime_type.clone(),
+        duration_seconds: audio.map_or(0, |a| a.duration),
+    })
+}
+
+/// An update with pts, flattened from the shapes Telegram sends.
+#[derive(Debug)]
+pub struct PtsUpdate {
+    pub pts: i32,
+    pub pts_count: i32,
+    pub message: Option<IncomingMessage>,
+}
+
+/// What an `Updates` object asks of the bot.
+#[derive(Debug)]
+pub enum Received {
+    /// Updates in order, each to check against the local pts.
+    Updates(Vec<PtsUpdate>),
+    /// Too many to push: fetch the difference.
+    TooLong,
+}
+
+pub fn received(updates: &enums::Updates) -> Received {
+    let from_list = |list: &[enums::Update]| list.iter().filter_map(pts_update).collect();
+    match updates {
+        enums::Updates::TooLong => Received::TooLong,
+        enums::Updates::UpdateShortMessage(m) => Received::Updates(vec![PtsUpdate {
+            pts: m.pts,
+            pts_count: m.pts_count,
+            message: (!m.out).then(|| IncomingMessage {
+                chat_id: m.user_id,
+                message_id: m.id,
+                from_user_id: Some(m.user_id),
+                date: m.date,
+                text: m.message.clone(),
+                voice: None,
+            }),
+        }]),
+        enums::Updates::UpdateShortChatMessage(m) => Received::Updates(vec![PtsUpdate {
+            pts: m.pts,
+            pts_count: m.pts_count,
+            message: (!m.out).then(|| IncomingMessage {
+                chat_id: m.chat_id,
+                message_id: m.id,
+                from_user_id: Some(m.from_id),
+                date: m.date,
+                text: m.message.clone(),
+                voice: None,
+            }),
+        }]),
+        enums::Updates::UpdateShort(u) => {
+            Received::Updates(pts_update(&u.update).into_iter().collect())
+        }
+        enums::Updates::Combined(u) => Received::Updates(from_list(&u.updates)),
+        enums::Updates::Updates(u) => Received::Updates(from_list(&u.updates)),
+        enums::Updates::UpdateShortSentMessage(m) => Received::Updates(vec![PtsUpdate {
+            pts: m.pts,
+            pts_count: m.pts_count,
+            message: None,
+        }]),
+    }
+}
+
+/// The account-pts part of an update; channel and qts updates are not the bot's concern.
+fn pts_update(update: &enums::Update) -> Option<PtsUpdate> {
+    match update {
+        enums::Update::NewMessage(u) => Some(PtsUpdate {
+            pts: u.pts,
+            pts_count: u.pts_count,
+            message: incoming(&u.message),
+        }),
+        enums::Update::EditMessage(u) => Some(PtsUpdate {
+            pts: u.pts,
+            pts_count: u.pts_count,
+            message: None,
+        }),
+        enums::Update::DeleteMessages(u) => Some(PtsUpdate {
+            pts: u.pts,
+            pts_count: u.pts_count,
+            message: None,
+        }),
+        enums::Update::ReadHistoryInbox(u) => Some(PtsUpdate {
+            pts: u.pts,
+            pts_count: u.pts_count,
+            message: None,
+        }),
+        enums::Update::ReadHistoryOutbox(u) => Some(PtsUpdate {
+            pts: u.pts,
+            pts_count: u.pts_count,
+            message: None,
+        }),
+        enums::Update::WebPage(u) => Some(PtsUpdate {
+            pts: u.pts,
+            pts_count: u.pts_count,
+            message: None,
+        }),
+        enums::Update::ReadMessagesContents(u) => Some(PtsUpdate {
+            pts: u.pts,
+            pts_count: u.pts_count,
+            message: None,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pts_rule() {
+        assert_eq!(check_pts(10, 11, 1), PtsCheck::Apply);
+        assert_eq!(check_pts(10, 12, 2), PtsCheck::Apply);
+        assert_eq!(check_pts(10, 10, 1), PtsCheck::Duplicate);
+        assert_eq!(check_pts(10, 13, 1), PtsCheck::Gap);
+        assert_eq!(check_pts(i32::MAX, 1, 1), PtsCheck::Duplicate);
+    }
+}
