@@ -50,6 +50,31 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "TELEGRAM_API_HASH",
         "Telegram API hash, 32 hex digits (secret)",
     ),
+    (
+        "BOTS_FILE",
+        "TOML file with one [[bot]] table (workspace_id, token) per bot",
+    ),
+    (
+        "STATE_FILE",
+        "where bots' sessions are kept across restarts (default telegram-bots-state.json)",
+    ),
+    (
+        "TELEGRAM_DC_ADDRS",
+        "DC addresses, e.g. 1=127.0.0.1:4431,2=127.0.0.1:4432 (default Telegram's)",
+    ),
+    (
+        "TELEGRAM_RSA_PUBLIC_KEY",
+        "PEM file of an extra RSA key to trust (a test DC's)",
+    ),
+];
+
+/// Telegram's production DCs (IPv4), as its clients ship them.
+pub const TELEGRAM_DCS: [(i32, &str); 5] = [
+    (1, "149.154.175.53:443"),
+    (2, "149.154.167.51:443"),
+    (3, "149.154.175.100:443"),
+    (4, "149.154.167.91:443"),
+    (5, "91.108.56.130:443"),
 ];
 
 /// How much the service logs.
@@ -79,6 +104,10 @@ pub struct Config {
     pub s3_endpoint: Option<String>,
     pub telegram_api_id: Option<i32>,
     pub telegram_api_hash: Option<Secret<String>>,
+    pub bots_file: Option<String>,
+    pub state_file: String,
+    pub telegram_dc_addrs: BTreeMap<i32, SocketAddr>,
+    pub telegram_rsa_public_key: Option<String>,
 }
 
 /// One bad or missing variable.
@@ -154,6 +183,19 @@ impl Config {
             s3_endpoint: p.parse("S3_ENDPOINT", parse_http_url),
             telegram_api_id: p.parse("TELEGRAM_API_ID", parse_api_id),
             telegram_api_hash: p.parse("TELEGRAM_API_HASH", parse_api_hash),
+            bots_file: p.parse("BOTS_FILE", |v| Ok(v.to_owned())),
+            state_file: p
+                .parse("STATE_FILE", |v| Ok(v.to_owned()))
+                .unwrap_or_else(|| "telegram-bots-state.json".to_owned()),
+            telegram_dc_addrs: p
+                .parse("TELEGRAM_DC_ADDRS", parse_dc_addrs)
+                .unwrap_or_else(|| {
+                    TELEGRAM_DCS
+                        .iter()
+                        .map(|(id, a)| (*id, a.parse().expect("valid constant")))
+                        .collect()
+                }),
+            telegram_rsa_public_key: p.parse("TELEGRAM_RSA_PUBLIC_KEY", |v| Ok(v.to_owned())),
         };
         if p.errors.is_empty() {
             Ok(config)
@@ -238,6 +280,30 @@ fn parse_http_url(v: &str) -> Result<String, String> {
     Ok(v.trim_end_matches('/').to_owned())
 }
 
+fn parse_dc_addrs(v: &str) -> Result<BTreeMap<i32, SocketAddr>, String> {
+    let mut dcs = BTreeMap::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parsed = part.split_once('=').and_then(|(id, addr)| {
+            Some((
+                id.trim().parse::<i32>().ok().filter(|id| *id > 0)?,
+                addr.trim().parse::<SocketAddr>().ok()?,
+            ))
+        });
+        let Some((id, addr)) = parsed else {
+            return Err(format!(
+                "{part:?} is not DC=HOST:PORT (e.g. 2=127.0.0.1:4432)"
+            ));
+        };
+        if dcs.insert(id, addr).is_some() {
+            return Err(format!("DC {id} is given twice"));
+        }
+    }
+    if dcs.is_empty() {
+        return Err("names no DC".into());
+    }
+    Ok(dcs)
+}
+
 fn parse_api_id(v: &str) -> Result<i32, String> {
     match v.parse::<i32>() {
         Ok(id) if id > 0 => Ok(id),
@@ -269,6 +335,23 @@ mod tests {
         assert_eq!(c.inngest_base_url, "https://inn.gs");
         assert_eq!(c.s3_region, "us-east-1");
         assert!(c.database_url.is_none() && c.encryption_key.is_none());
+        assert_eq!(c.telegram_dc_addrs.len(), 5);
+        assert_eq!(c.state_file, "telegram-bots-state.json");
+    }
+
+    #[test]
+    fn dc_addresses_parse_and_refuse_nonsense() {
+        let c = parse(&[("TELEGRAM_DC_ADDRS", "1=127.0.0.1:4431, 2=127.0.0.1:4432")]).unwrap();
+        assert_eq!(c.telegram_dc_addrs[&2], "127.0.0.1:4432".parse().unwrap());
+        for bad in [
+            "1=localhost:1",
+            "x=1.2.3.4:5",
+            "1=1.2.3.4:5,1=1.2.3.4:6",
+            ",",
+        ] {
+            let err = parse(&[("TELEGRAM_DC_ADDRS", bad)]).unwrap_err();
+            assert_eq!(err.0[0].variable, "TELEGRAM_DC_ADDRS", "{bad}");
+        }
     }
 
     #[test]

@@ -66,6 +66,57 @@ pub struct BotStatus {
     pub since: u64,
     /// The last error, already free of secrets.
     pub last_error: Option<String>,
+    /// Reconnections since the process started.
+    pub reconnects: u64,
+    /// Messages received since the process started.
+    pub messages: u64,
+}
+
+impl BotStatus {
+    /// A bot that has just been created.
+    pub fn new(workspace_id: &str, now_unix: u64) -> Self {
+        BotStatus {
+            workspace_id: workspace_id.to_owned(),
+            username: None,
+            state: BotState::Connecting,
+            since: now_unix,
+            last_error: None,
+            reconnects: 0,
+            messages: 0,
+        }
+    }
+
+    /// Applies what the bot reported.
+    pub fn record(&mut self, event: &crate::bot::BotEvent, now_unix: u64) {
+        use crate::bot::BotEvent;
+        match event {
+            BotEvent::State { state, reason } => {
+                if *state != self.state {
+                    self.since = now_unix;
+                }
+                self.state = *state;
+                if reason.is_some() {
+                    self.last_error = reason.clone();
+                } else if *state == BotState::Running {
+                    self.last_error = None;
+                }
+            }
+            BotEvent::Snapshot(snapshot) => {
+                if snapshot.username.is_some() {
+                    self.username = snapshot.username.clone();
+                }
+            }
+            BotEvent::Message(_) => self.messages += 1,
+            BotEvent::Reconnecting => self.reconnects += 1,
+        }
+    }
+}
+
+impl Fleet {
+    /// The status of one bot, to update it.
+    pub fn get_mut(&mut self, workspace_id: &str) -> Option<&mut BotStatus> {
+        self.bots.get_mut(workspace_id)
+    }
 }
 
 /// The bots of this process, keyed by workspace id.
@@ -117,11 +168,8 @@ mod tests {
 
     fn bot(ws: &str, state: BotState) -> BotStatus {
         BotStatus {
-            workspace_id: ws.to_owned(),
-            username: None,
             state,
-            since: 0,
-            last_error: None,
+            ..BotStatus::new(ws, 0)
         }
     }
 

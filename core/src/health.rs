@@ -200,11 +200,9 @@ mod tests {
         );
 
         health.fleet.upsert(BotStatus {
-            workspace_id: "ws_123".into(),
             username: Some("bot1".into()),
             state: BotState::Syncing,
-            since: 1_764_136_800,
-            last_error: None,
+            ..BotStatus::new("ws_123", 1_764_136_800)
         });
         let r = health.respond(&get("/readyz"), None);
         assert_eq!(r.status, 503);

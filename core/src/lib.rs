@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bot;
+pub mod bots_file;
 pub mod config;
 pub mod fleet;
 pub mod handshake;
@@ -29,4 +30,5 @@ pub mod rpc_error;
 pub mod rsa;
 pub mod secret;
 pub mod session;
+pub mod state_file;
 pub mod updates;

@@ -58,6 +58,34 @@ pub fn render(fleet: &Fleet, ready: bool, process: Option<&ProcessSample>) -> St
                 .map(|s| (vec![("state", s.as_str())], fleet.count(*s) as f64))
                 .collect(),
         ),
+        family(
+            "telegram_bots_reconnects_total",
+            "Reconnections of each bot since the process started.",
+            MetricType::COUNTER,
+            fleet
+                .bots()
+                .map(|b| {
+                    (
+                        vec![("workspace_id", b.workspace_id.as_str())],
+                        b.reconnects as f64,
+                    )
+                })
+                .collect(),
+        ),
+        family(
+            "telegram_bots_messages_received_total",
+            "Messages each bot received since the process started.",
+            MetricType::COUNTER,
+            fleet
+                .bots()
+                .map(|b| {
+                    (
+                        vec![("workspace_id", b.workspace_id.as_str())],
+                        b.messages as f64,
+                    )
+                })
+                .collect(),
+        ),
         gauge_family(
             "telegram_bots_ready",
             "1 when /readyz answers 200, else 0.",
@@ -135,10 +163,20 @@ fn process_families(p: &ProcessSample) -> Vec<MetricFamily> {
 }
 
 fn gauge_family(name: &str, help: &str, samples: Vec<(Vec<(&str, &str)>, f64)>) -> MetricFamily {
+    family(name, help, MetricType::GAUGE, samples)
+}
+
+/// A family of gauges or counters.
+fn family(
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: Vec<(Vec<(&str, &str)>, f64)>,
+) -> MetricFamily {
     let mut family = MetricFamily::default();
     family.set_name(name.to_owned());
     family.set_help(help.to_owned());
-    family.set_field_type(MetricType::GAUGE);
+    family.set_field_type(kind);
     for (labels, value) in samples {
         let labels = labels
             .into_iter()
@@ -150,9 +188,15 @@ fn gauge_family(name: &str, help: &str, samples: Vec<(Vec<(&str, &str)>, f64)>) 
             })
             .collect();
         let mut metric = Metric::from_label(labels);
-        let mut gauge = Gauge::default();
-        gauge.set_value(value);
-        metric.set_gauge(gauge);
+        if kind == MetricType::COUNTER {
+            let mut counter = prometheus::proto::Counter::default();
+            counter.set_value(value);
+            metric.set_counter(counter);
+        } else {
+            let mut gauge = Gauge::default();
+            gauge.set_value(value);
+            metric.set_gauge(gauge);
+        }
         family.mut_metric().push(metric);
     }
     family
@@ -165,11 +209,9 @@ mod tests {
 
     fn status(ws: &str, username: &str, state: BotState) -> BotStatus {
         BotStatus {
-            workspace_id: ws.to_owned(),
             username: Some(username.to_owned()),
             state,
-            since: 0,
-            last_error: None,
+            ..BotStatus::new(ws, 0)
         }
     }
 

@@ -5,10 +5,12 @@
 //! The production runtime (`telegram-bots`, on smol) depends on this crate for those
 //! shared pieces only; everything the service decides lives in `telegram-bots-core`.
 
+pub mod bot_thread;
+pub mod fleet;
 pub mod process;
 pub mod server;
 pub mod shared;
 pub mod signal;
 pub mod startup;
 
-pub use startup::start;
+pub use startup::{start, start_with};

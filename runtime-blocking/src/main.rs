@@ -1,21 +1,34 @@
-//! `telegram-bots-blocking`: the fleet on OS threads, for local debugging.
+//! `telegram-bots-blocking`: the fleet on OS threads (one per bot), for local debugging.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
 use telegram_bots_blocking::server::HealthServer;
 use telegram_bots_blocking::shared::SharedHealth;
-use telegram_bots_blocking::{signal, start};
+use telegram_bots_blocking::{bot_thread, fleet, signal, start_with};
+use telegram_bots_core::bot::Bot;
+use telegram_bots_core::fleet::BotStatus;
+
+const BINARY: &str = "telegram-bots-blocking";
 
 fn main() -> ExitCode {
-    let config = match start(
-        "telegram-bots-blocking",
+    let (config, bots_file) = match start_with(
+        BINARY,
         "Telegram bot fleet on OS threads (one per bot), for local debugging",
     ) {
-        Ok(config) => config,
+        Ok(started) => started,
         Err(code) => return code,
+    };
+    let plan = match fleet::plan(&config, bots_file.as_deref()) {
+        Ok(plan) => plan,
+        Err(line) => {
+            eprintln!("{BINARY}: {line}");
+            return ExitCode::from(2);
+        }
     };
     let (stop_tx, stop_rx) = mpsc::channel();
     if let Err(e) = signal::on_stop(move || {
@@ -40,17 +53,42 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // No bots source yet: the fleet is empty, and /readyz says so.
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let dcs = Arc::new(plan.dcs);
+    let mut threads = Vec::new();
+    for (bot_config, snapshot) in plan.bots {
+        let now_unix = fleet::now().unix_secs.max(0) as u64;
+        health
+            .lock()
+            .fleet
+            .upsert(BotStatus::new(&bot_config.workspace_id, now_unix));
+        let bot = Bot::new(bot_config, plan.session_config.clone(), snapshot);
+        match bot_thread::spawn(
+            bot,
+            dcs.clone(),
+            health.clone(),
+            plan.state.clone(),
+            stop.clone(),
+        ) {
+            Ok(thread) => threads.push(thread),
+            Err(e) => tracing::error!("cannot start a bot thread: {e}"),
+        }
+    }
     health.lock().set_serving();
     tracing::info!(
         "serving /healthz, /readyz and /metrics on {}; {} bots",
         server.local_addr(),
-        health.lock().fleet.len()
+        threads.len()
     );
 
     let _ = stop_rx.recv();
     let stop_started = Instant::now();
     health.begin_stop();
+    stop.store(true, Ordering::SeqCst);
+    for thread in threads {
+        let _ = thread.join();
+    }
     server.stop();
     tracing::info!("stopped in {} ms", stop_started.elapsed().as_millis());
     ExitCode::SUCCESS

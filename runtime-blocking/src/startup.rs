@@ -11,6 +11,9 @@ use telegram_bots_core::config::{self, Config, LogLevel};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// TOML file of bots (one [[bot]] table with workspace_id and token each); overrides BOTS_FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    bots: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -23,6 +26,14 @@ enum Command {
 /// `--version` clap prints and exits 0; on a bad command line it exits 2. A bad
 /// configuration prints one line per bad variable and returns exit code 2.
 pub fn start(binary: &'static str, about: &'static str) -> Result<Config, ExitCode> {
+    start_with(binary, about).map(|(config, _)| config)
+}
+
+/// [`start`], also returning `--bots FILE` if given.
+pub fn start_with(
+    binary: &'static str,
+    about: &'static str,
+) -> Result<(Config, Option<String>), ExitCode> {
     let mut variables = String::from("Environment:\n");
     for (name, what) in config::VARIABLES {
         variables.push_str(&format!("  {name:<22} {what}\n"));
@@ -53,7 +64,7 @@ pub fn start(binary: &'static str, about: &'static str) -> Result<Config, ExitCo
         ExitCode::from(2)
     })?;
     init_logging(config.log_level);
-    Ok(config)
+    Ok((config, cli.bots))
 }
 
 fn init_logging(level: LogLevel) {
@@ -64,10 +75,19 @@ fn init_logging(level: LogLevel) {
         LogLevel::Debug => tracing::Level::DEBUG,
         LogLevel::Trace => tracing::Level::TRACE,
     };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // grammers logs routine protocol steps (salts, acks) at info: keep them at warn.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("grammers_mtproto", tracing::Level::WARN.min(level));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false),
+        )
+        .with(filter)
         .init();
 }

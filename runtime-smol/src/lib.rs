@@ -2,4 +2,5 @@
 //! task and the health server; blocking IO (PostgreSQL, S3, Inngest) goes to smol's
 //! blocking pool through the adapters in `telegram-bots-blocking`.
 
+pub mod bot_task;
 pub mod server;

@@ -1,23 +1,35 @@
-//! `telegram-bots`: the fleet on smol, for production.
+//! `telegram-bots`: the fleet on smol (one task per bot), for production.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_io::Async;
 use smol::{LocalExecutor, channel};
 use telegram_bots_blocking::shared::SharedHealth;
-use telegram_bots_blocking::{signal, start};
-use telegram_bots_smol::server;
+use telegram_bots_blocking::{fleet, signal, start_with};
+use telegram_bots_core::bot::Bot;
+use telegram_bots_core::fleet::BotStatus;
+use telegram_bots_smol::{bot_task, server};
+
+const BINARY: &str = "telegram-bots";
 
 fn main() -> ExitCode {
-    let config = match start(
-        "telegram-bots",
+    let (config, bots_file) = match start_with(
+        BINARY,
         "Telegram bot fleet over MTProto: voice messages to S3 and Inngest",
     ) {
-        Ok(config) => config,
+        Ok(started) => started,
         Err(code) => return code,
+    };
+    let plan = match fleet::plan(&config, bots_file.as_deref()) {
+        Ok(plan) => plan,
+        Err(line) => {
+            eprintln!("{BINARY}: {line}");
+            return ExitCode::from(2);
+        }
     };
     let (stop_tx, stop_rx) = channel::bounded::<()>(1);
     if let Err(e) = signal::on_stop(move || {
@@ -39,17 +51,39 @@ fn main() -> ExitCode {
 
     let ex = Rc::new(LocalExecutor::new());
     smol::block_on(ex.run(async {
-        // No bots source yet: the fleet is empty, and /readyz says so.
+        // Closing this channel stops every bot task.
+        let (bots_stop_tx, bots_stop_rx) = channel::bounded::<()>(1);
+        let dcs = Arc::new(plan.dcs);
+        let mut tasks = Vec::new();
+        for (bot_config, snapshot) in plan.bots {
+            let now_unix = fleet::now().unix_secs.max(0) as u64;
+            health
+                .lock()
+                .fleet
+                .upsert(BotStatus::new(&bot_config.workspace_id, now_unix));
+            let bot = Bot::new(bot_config, plan.session_config.clone(), snapshot);
+            tasks.push(ex.spawn(bot_task::run(
+                bot,
+                dcs.clone(),
+                health.clone(),
+                plan.state.clone(),
+                bots_stop_rx.clone(),
+            )));
+        }
         health.lock().set_serving();
         tracing::info!(
             "serving /healthz, /readyz and /metrics on {addr}; {} bots",
-            health.lock().fleet.len()
+            tasks.len()
         );
         let stop_started = std::cell::Cell::new(None);
         let stop = async {
             let _ = stop_rx.recv().await;
             stop_started.set(Some(Instant::now()));
             health.begin_stop();
+            bots_stop_tx.close();
+            for task in tasks {
+                task.await;
+            }
         };
         server::serve(&ex, listener, health.clone(), stop).await;
         if let Some(t) = stop_started.get() {

@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod conformance;
+pub mod e2e;
 pub mod fake_dc;
 pub mod http;
 pub mod inngest;

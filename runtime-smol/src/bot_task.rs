@@ -1,0 +1,118 @@
+//! One smol task per bot: an async-io socket, timers from the core's deadlines.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use smol::channel::Receiver;
+use smol::future::FutureExt as _;
+use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use telegram_bots_blocking::fleet::{OsRandom, StateStore, now, record};
+use telegram_bots_blocking::shared::SharedHealth;
+use telegram_bots_core::bot::{Bot, BotAction};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Small on purpose: 10,000 bots each hold one.
+const READ_BUFFER: usize = 4096;
+
+enum Wake {
+    Read(io::Result<usize>),
+    Timeout,
+    Stop,
+}
+
+/// Drives `bot` until `stop` closes; the bot is stopped (and its state saved) first.
+pub async fn run(
+    mut bot: Bot,
+    dcs: Arc<BTreeMap<i32, SocketAddr>>,
+    health: SharedHealth,
+    state: Arc<StateStore>,
+    stop: Receiver<()>,
+) {
+    let ws = bot.workspace_id().to_owned();
+    let mut random = OsRandom;
+    let mut stream: Option<Async<TcpStream>> = None;
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        while let Some(action) = bot.poll_action() {
+            match action {
+                BotAction::Connect { dc } => match connect(dcs.get(&dc).copied()).await {
+                    Ok(s) => {
+                        stream = Some(s);
+                        bot.handle_connected(now(), &mut random);
+                    }
+                    Err(e) => {
+                        tracing::debug!("workspace {ws}: DC {dc}: {e}");
+                        stream = None;
+                        bot.handle_disconnected(now(), &mut random);
+                    }
+                },
+                BotAction::Send(bytes) => {
+                    let written = match stream.as_mut() {
+                        Some(s) => s.write_all(&bytes).await.is_ok(),
+                        None => false,
+                    };
+                    if !written {
+                        stream = None;
+                        bot.handle_disconnected(now(), &mut random);
+                    }
+                }
+                BotAction::Disconnect => stream = None,
+            }
+        }
+        while let Some(event) = bot.poll_event() {
+            record(&ws, &event, &health, &state);
+        }
+        let deadline = bot.poll_timeout();
+        let timer = async {
+            match deadline {
+                Some(at) => Timer::at(at).await,
+                None => std::future::pending().await,
+            };
+            Wake::Timeout
+        };
+        let stopped = async {
+            let _ = stop.recv().await;
+            Wake::Stop
+        };
+        let wake = match stream.as_mut() {
+            Some(s) => {
+                async { Wake::Read(s.read(&mut buf).await) }
+                    .or(timer)
+                    .or(stopped)
+                    .await
+            }
+            None => timer.or(stopped).await,
+        };
+        match wake {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
+                stream = None;
+                bot.handle_disconnected(now(), &mut random);
+            }
+            Wake::Read(Ok(n)) => bot.handle_input(&buf[..n], now(), &mut random),
+            Wake::Timeout => bot.handle_timeout(now(), &mut random),
+            Wake::Stop => {
+                bot.stop();
+                while let Some(event) = bot.poll_event() {
+                    record(&ws, &event, &health, &state);
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn connect(addr: Option<SocketAddr>) -> io::Result<Async<TcpStream>> {
+    let addr = addr.ok_or_else(|| io::Error::other("no address for this DC"))?;
+    let stream = Async::<TcpStream>::connect(addr)
+        .or(async {
+            Timer::after(CONNECT_TIMEOUT).await;
+            Err(io::ErrorKind::TimedOut.into())
+        })
+        .await?;
+    stream.get_ref().set_nodelay(true)?;
+    Ok(stream)
+}

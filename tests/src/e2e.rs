@@ -1,0 +1,312 @@
+//! End-to-end: a service binary running real bots against the fake DC, over real sockets.
+//! Each runtime's `tests/e2e.rs` expands [`e2e_suite!`](crate::e2e_suite) with its binary.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::fake_dc::FakeTelegram;
+use crate::fake_dc::fault::{Fault, FaultKind};
+use crate::fake_dc::world::{Content, NewMessage};
+use crate::http;
+use crate::process::temp_dir;
+use crate::service::Service;
+
+pub const API_HASH: &str = "0123456789abcdef0123456789abcdef";
+const WAIT: Duration = Duration::from_secs(30);
+
+#[macro_export]
+macro_rules! e2e_suite {
+    ($binary:expr) => {
+        $crate::e2e_suite!(@tests $binary;
+            three_bots_run_and_a_rejected_token_fails, messages_reach_the_right_bot,
+            dropped_connections_come_back, a_restart_reuses_keys_and_logins);
+    };
+    (@tests $binary:expr; $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::e2e::$name(::std::path::Path::new($binary));
+            }
+        )*
+    };
+}
+
+/// A fake DC set with bots bot1..bot3, and the files a service needs to use it.
+#[derive(Debug)]
+pub struct World {
+    pub telegram: FakeTelegram,
+    pub dir: PathBuf,
+}
+
+impl World {
+    pub fn new() -> World {
+        let telegram = FakeTelegram::start(2).expect("start the fake DCs");
+        for i in 1..=3 {
+            telegram
+                .add_bot(&format!("700000{i}:AAtoken-{i}"), &format!("bot{i}"))
+                .unwrap();
+        }
+        let dir = temp_dir("telegram-bots-e2e");
+        let mut bots: String = (1..=3)
+            .map(|i| {
+                format!("[[bot]]\nworkspace_id = \"ws_{i}\"\ntoken = \"700000{i}:AAtoken-{i}\"\n\n")
+            })
+            .collect();
+        bots.push_str("[[bot]]\nworkspace_id = \"ws_revoked\"\ntoken = \"7000009:AAnot-a-bot\"\n");
+        std::fs::write(dir.join("bots.toml"), bots).unwrap();
+        std::fs::write(dir.join("dc.pem"), telegram.rsa_public_key_pem()).unwrap();
+        World { telegram, dir }
+    }
+
+    /// Starts `binary` on this world.
+    pub fn start(&self, binary: &Path) -> Service {
+        let dcs: Vec<String> = self
+            .telegram
+            .dcs()
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect();
+        let dir = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
+        let env = [
+            ("BOTS_FILE", dir("bots.toml")),
+            ("STATE_FILE", dir("state.json")),
+            ("TELEGRAM_RSA_PUBLIC_KEY", dir("dc.pem")),
+            ("TELEGRAM_DC_ADDRS", dcs.join(",")),
+            ("TELEGRAM_API_ID", "12345".into()),
+            ("TELEGRAM_API_HASH", API_HASH.into()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut service = Service::start(binary, &env);
+        service.wait_ready(WAIT);
+        service
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        self.telegram.stats()
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn until(what: &str, service: &Service, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            service.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stop(mut service: Service) {
+    service.signal(libc::SIGTERM);
+    let status = service
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", service.logs());
+}
+
+pub fn three_bots_run_and_a_rejected_token_fails(binary: &Path) {
+    let world = World::new();
+    let service = world.start(binary);
+    let ready = http::get(service.health_addr, "/readyz").json();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["bots"], 3);
+    let details = ready["details"].as_array().unwrap();
+    let by_ws = |ws: &str| {
+        details
+            .iter()
+            .find(|d| d["workspace_id"] == ws)
+            .unwrap()
+            .clone()
+    };
+    for i in 1..=3 {
+        let bot = by_ws(&format!("ws_{i}"));
+        assert_eq!(
+            (bot["state"].as_str(), bot["username"].as_str()),
+            (Some("running"), Some(format!("bot{i}").as_str()))
+        );
+    }
+    let revoked = by_ws("ws_revoked");
+    assert_eq!(revoked["state"], "failed");
+    assert!(
+        revoked["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("ACCESS_TOKEN_INVALID")
+    );
+
+    let metrics = http::get(service.health_addr, "/metrics").text();
+    for line in [
+        "telegram_bots_total 3",
+        "telegram_bots_in_state{state=\"failed\"} 1",
+        "telegram_bots_info{workspace_id=\"ws_2\",username=\"bot2\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    crate::conformance::promtool_check(&metrics);
+    let logs = service.logs();
+    assert!(
+        !logs.contains("AAtoken") && !logs.contains("AAnot-a-bot"),
+        "a token in the log:\n{logs}"
+    );
+    assert_eq!(world.stats()["auth_key_conflicts"], 0);
+    stop(service);
+}
+
+pub fn messages_reach_the_right_bot(binary: &Path) {
+    let world = World::new();
+    let service = world.start(binary);
+    let sent = world
+        .telegram
+        .send_message(NewMessage {
+            bot: "bot2".into(),
+            chat_id: 42,
+            from_user_id: 42,
+            content: Content::Voice {
+                size: 9000,
+                duration: 4,
+                mime_type: "audio/ogg".into(),
+                seed: 5,
+                bytes: None,
+                dc: None,
+            },
+        })
+        .unwrap();
+    let line = format!(
+        "workspace ws_2: voice message {} in chat 42 (9000 bytes, 4 s)",
+        sent.message_id
+    );
+    until("the voice message in the log", &service, || {
+        service.logs().contains(&line)
+    });
+    world
+        .telegram
+        .send_message(NewMessage {
+            bot: "bot3".into(),
+            chat_id: 7,
+            from_user_id: 7,
+            content: Content::Text("hi".into()),
+        })
+        .unwrap();
+    until("the text message in the log", &service, || {
+        service
+            .logs()
+            .contains("workspace ws_3: message 1 in chat 7")
+    });
+    assert!(
+        !service.logs().contains("workspace ws_1: voice"),
+        "only bot2 got the voice message"
+    );
+    let metrics = http::get(service.health_addr, "/metrics").text();
+    assert!(
+        metrics.contains("telegram_bots_messages_received_total{workspace_id=\"ws_2\"} 1"),
+        "{metrics}"
+    );
+    stop(service);
+}
+
+pub fn dropped_connections_come_back(binary: &Path) {
+    let world = World::new();
+    let service = world.start(binary);
+    world
+        .telegram
+        .add_fault(Fault::new(FaultKind::DropConnections))
+        .unwrap();
+    until("three reconnects", &service, || {
+        let metrics = http::get(service.health_addr, "/metrics").text();
+        (1..=3).all(|i| {
+            metrics.contains(&format!(
+                "telegram_bots_reconnects_total{{workspace_id=\"ws_{i}\"}} 1"
+            ))
+        })
+    });
+    until("all bots running again", &service, || {
+        let ready = http::get(service.health_addr, "/readyz").json();
+        ready["bots"] == 3
+            && world.stats()["live_connections"]
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|n| n == 1)
+    });
+    // And they still receive messages.
+    world
+        .telegram
+        .send_message(NewMessage {
+            bot: "bot1".into(),
+            chat_id: 8,
+            from_user_id: 8,
+            content: Content::Text("back".into()),
+        })
+        .unwrap();
+    until("a message after the reconnect", &service, || {
+        service
+            .logs()
+            .contains("workspace ws_1: message 1 in chat 8")
+    });
+    assert_eq!(
+        world.stats()["logins"]["bot1"],
+        1,
+        "a reconnect is no new login"
+    );
+    assert_eq!(world.stats()["auth_key_conflicts"], 0);
+    stop(service);
+}
+
+pub fn a_restart_reuses_keys_and_logins(binary: &Path) {
+    let world = World::new();
+    let service = world.start(binary);
+    stop(service);
+    let (logins, handshakes) = (
+        world.stats()["logins"].clone(),
+        world.stats()["handshakes"].clone(),
+    );
+    // bot1..bot3 each logged in once; the rejected token made a handshake and no login.
+    assert_eq!(handshakes, 4);
+    let state = std::fs::read_to_string(world.dir.join("state.json")).unwrap();
+    assert!(
+        state.contains("\"ws_1\"") && !state.contains("AAtoken"),
+        "{state}"
+    );
+
+    // A message while the service is down arrives after the restart (getDifference).
+    world
+        .telegram
+        .send_message(NewMessage {
+            bot: "bot1".into(),
+            chat_id: 9,
+            from_user_id: 9,
+            content: Content::Text("while away".into()),
+        })
+        .unwrap();
+    let service = world.start(binary);
+    until("the missed message", &service, || {
+        service
+            .logs()
+            .contains("workspace ws_1: message 1 in chat 9")
+    });
+    let stats = world.stats();
+    assert_eq!(stats["logins"], logins, "no new login after a restart");
+    assert_eq!(
+        stats["handshakes"], handshakes,
+        "no new handshake after a restart (keys are kept)"
+    );
+    assert_eq!(stats["auth_key_conflicts"], 0);
+    stop(service);
+}
