@@ -166,6 +166,22 @@ impl StateStore {
     }
 }
 
+/// A bot's code panicked (grammers panics on some hostile input): that bot is over, the
+/// process and the other bots go on. Its last snapshot stays in the state file.
+pub fn bot_panicked(workspace_id: &str, health: &SharedHealth) {
+    tracing::error!(
+        "workspace {workspace_id}: stopped after an internal error (a panic; see above)"
+    );
+    let event = BotEvent::State {
+        state: telegram_bots_core::fleet::BotState::Failed,
+        reason: Some("internal error while handling Telegram's data (see the log)".into()),
+    };
+    let now_unix = now().unix_secs.max(0) as u64;
+    if let Some(status) = health.lock().fleet.get_mut(workspace_id) {
+        status.record(&event, now_unix);
+    }
+}
+
 /// Books one bot event: the health table, the state file, the log.
 pub fn record(workspace_id: &str, event: &BotEvent, health: &SharedHealth, state: &StateStore) {
     let now_unix = now().unix_secs.max(0) as u64;

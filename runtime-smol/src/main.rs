@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_io::Async;
+use smol::future::FutureExt as _;
 use smol::{LocalExecutor, channel};
 use telegram_bots_blocking::shared::SharedHealth;
 use telegram_bots_blocking::{fleet, signal, start_with};
@@ -61,14 +62,26 @@ fn main() -> ExitCode {
                 .lock()
                 .fleet
                 .upsert(BotStatus::new(&bot_config.workspace_id, now_unix));
+            let ws = bot_config.workspace_id.clone();
             let bot = Bot::new(bot_config, plan.session_config.clone(), snapshot);
-            tasks.push(ex.spawn(bot_task::run(
+            let run = bot_task::run(
                 bot,
                 dcs.clone(),
                 health.clone(),
                 plan.state.clone(),
                 bots_stop_rx.clone(),
-            )));
+            );
+            let health = health.clone();
+            // A panic ends this bot only, marked failed; the process and the others go on.
+            tasks.push(ex.spawn(async move {
+                if std::panic::AssertUnwindSafe(run)
+                    .catch_unwind()
+                    .await
+                    .is_err()
+                {
+                    fleet::bot_panicked(&ws, &health);
+                }
+            }));
         }
         health.lock().set_serving();
         tracing::info!(

@@ -19,7 +19,8 @@ macro_rules! e2e_suite {
     ($binary:expr) => {
         $crate::e2e_suite!(@tests $binary;
             three_bots_run_and_a_rejected_token_fails, messages_reach_the_right_bot,
-            dropped_connections_come_back, a_restart_reuses_keys_and_logins);
+            dropped_connections_come_back, a_restart_reuses_keys_and_logins,
+            a_panicking_bot_fails_alone);
     };
     (@tests $binary:expr; $($name:ident),*) => {
         $(
@@ -308,5 +309,52 @@ pub fn a_restart_reuses_keys_and_logins(binary: &Path) {
         "no new handshake after a restart (keys are kept)"
     );
     assert_eq!(stats["auth_key_conflicts"], 0);
+    stop(service);
+}
+
+/// grammers panics on some hostile input (here a bare `future_salt`): the bot it happens
+/// in fails, the process and the other bots go on.
+pub fn a_panicking_bot_fails_alone(binary: &Path) {
+    let world = World::new();
+    let service = world.start(binary);
+    world
+        .telegram
+        .add_fault(
+            Fault::new(FaultKind::BareFutureSalt)
+                .for_bot("bot2")
+                .for_method("users.getUsers"),
+        )
+        .unwrap();
+    world
+        .telegram
+        .add_fault(Fault::new(FaultKind::DropConnections).for_bot("bot2"))
+        .unwrap();
+    until("bot2 failed", &service, || {
+        let ready = http::get(service.health_addr, "/readyz").json();
+        ready["details"].as_array().unwrap().iter().any(|d| {
+            d["workspace_id"] == "ws_2"
+                && d["state"] == "failed"
+                && d["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("internal error"))
+        })
+    });
+    let ready = http::get(service.health_addr, "/readyz").json();
+    assert_eq!(ready["bots"], 2, "{ready}");
+    assert_eq!(http::get(service.health_addr, "/healthz").status, 200);
+    world
+        .telegram
+        .send_message(NewMessage {
+            bot: "bot1".into(),
+            chat_id: 3,
+            from_user_id: 3,
+            content: Content::Text("still here".into()),
+        })
+        .unwrap();
+    until("bot1 still receives", &service, || {
+        service
+            .logs()
+            .contains("workspace ws_1: message 1 in chat 3")
+    });
     stop(service);
 }

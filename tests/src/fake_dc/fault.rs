@@ -26,10 +26,13 @@ pub enum FaultKind {
     TooManyConnections,
     /// Answer the next matching request with `code` and `message`.
     RpcError,
+    /// Answer the next matching request with a bare `future_salt`, a message no server
+    /// sends and grammers' session panics on: for tests of panic isolation.
+    BareFutureSalt,
 }
 
 impl FaultKind {
-    pub const ALL: [(&'static str, FaultKind); 10] = [
+    pub const ALL: [(&'static str, FaultKind); 11] = [
         ("drop_connections", FaultKind::DropConnections),
         ("reset_connections", FaultKind::ResetConnections),
         ("stall", FaultKind::Stall),
@@ -40,6 +43,7 @@ impl FaultKind {
         ("file_reference_expired", FaultKind::FileReferenceExpired),
         ("too_many_connections", FaultKind::TooManyConnections),
         ("rpc_error", FaultKind::RpcError),
+        ("bare_future_salt", FaultKind::BareFutureSalt),
     ];
 }
 

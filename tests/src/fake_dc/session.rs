@@ -11,6 +11,7 @@ use grammers_tl_types::{
 };
 
 use super::crypto::{auth_key_id, decrypt_from_client, encrypt_to_client, random};
+use super::fault::FaultKind;
 use super::handshake::{Handshake, Outcome};
 use super::rpc::{self, Caller};
 use super::transport::ServerTransport;
@@ -460,6 +461,22 @@ impl Connection {
                 } else {
                     maybe_gzip(result)
                 };
+                let bot = world.keys.get(&caller.key_id).and_then(|k| k.bot);
+                if world
+                    .take_fault(FaultKind::BareFutureSalt, bot, Some(reply.method))
+                    .is_some()
+                {
+                    // A message no well-behaved server sends (grammers panics on it).
+                    let salt = types::FutureSalt {
+                        valid_since: 0,
+                        valid_until: i32::MAX,
+                        salt: 1,
+                    };
+                    let mut body = types::FutureSalt::CONSTRUCTOR_ID.to_le_bytes().to_vec();
+                    body.extend(salt.to_bytes());
+                    out.push(self.inner(body, false, 1, None));
+                    return;
+                }
                 out.push(self.inner(rpc_result(msg_id, &result), true, 1, reply.delay));
             }
         }
