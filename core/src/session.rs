@@ -140,6 +140,9 @@ struct Pending {
     resends: u8,
 }
 
+/// The most receive-buffer capacity an idle session keeps.
+const RX_KEEP: usize = 16 * 1024;
+
 /// A request the server keeps refusing this often means the session is broken (a server
 /// that never accepts our clock or salt must not make the client spin).
 const MAX_RESENDS: u8 = 5;
@@ -267,6 +270,11 @@ impl Session {
             };
             let mut payload = self.rx[offset.data_range].to_vec();
             self.rx.drain(..offset.next_offset);
+            // A large answer (a file chunk) must not leave a large buffer behind: thousands
+            // of idle sessions each keep theirs.
+            if self.rx.is_empty() && self.rx.capacity() > RX_KEEP {
+                self.rx = Vec::new();
+            }
             if payload.len() == 4 {
                 let code = i32::from_le_bytes(payload[..4].try_into().expect("4 bytes"));
                 return self.fail(status_error(code.unsigned_abs()));
