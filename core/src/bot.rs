@@ -88,6 +88,11 @@ pub fn backoff_delay(attempt: u32, random: &mut impl Random) -> Duration {
     base + Duration::from_millis(random.below(base.as_millis() as u64 / 2 + 1))
 }
 
+/// How long a handshake, login or sync may take before the bot reconnects.
+pub const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Updates kept while the bot syncs.
+const MAX_HELD: usize = 1000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Call {
     Login,
@@ -108,6 +113,13 @@ pub struct Bot {
     calls: Vec<(RequestId, Call)>,
     attempts: u32,
     retry_at: Option<Instant>,
+    /// When a handshake, login or sync in progress is given up (a server that answers
+    /// pings but not the request must not hold the bot forever).
+    phase_deadline: Option<Instant>,
+    /// The latest `now` seen, for deadlines set by steps that get no `now` of their own.
+    last_now: Option<Instant>,
+    /// Updates that arrived before the bot was running, replayed when it is.
+    held: VecDeque<enums::Updates>,
     actions: VecDeque<BotAction>,
     events: VecDeque<BotEvent>,
 }
@@ -129,6 +141,9 @@ impl Bot {
             calls: Vec::new(),
             attempts: 0,
             retry_at: None,
+            phase_deadline: None,
+            last_now: None,
+            held: VecDeque::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -153,6 +168,15 @@ impl Bot {
     }
 
     fn set_state(&mut self, state: BotState, reason: Option<String>) {
+        let in_progress = matches!(
+            state,
+            BotState::Handshaking | BotState::Authorizing | BotState::Syncing
+        );
+        if !in_progress {
+            self.phase_deadline = None;
+        } else if self.state != state {
+            self.phase_deadline = self.last_now.map(|now| now + PHASE_TIMEOUT);
+        }
         if self.state != state || reason.is_some() {
             self.state = state;
             self.events.push_back(BotEvent::State { state, reason });
@@ -173,6 +197,7 @@ impl Bot {
 
     /// The connection asked for by [`BotAction::Connect`] is open.
     pub fn handle_connected(&mut self, now: Now, random: &mut impl Random) {
+        self.last_now = Some(now.instant);
         let dc = self.home_dc();
         let key = self.snapshot.auth_keys.get(&dc).map(|k| *k.expose());
         if key.is_none() {
@@ -185,6 +210,7 @@ impl Bot {
 
     /// Bytes read from the connection.
     pub fn handle_input(&mut self, data: &[u8], now: Now, random: &mut impl Random) {
+        self.last_now = Some(now.instant);
         if let Some(session) = &mut self.session {
             session.handle_input(data, now, random);
         }
@@ -204,6 +230,19 @@ impl Bot {
     }
 
     pub fn handle_timeout(&mut self, now: Now, random: &mut impl Random) {
+        self.last_now = Some(now.instant);
+        if self.phase_deadline.is_some_and(|at| now.instant >= at) {
+            self.phase_deadline = None;
+            self.session = None;
+            self.actions.push_back(BotAction::Disconnect);
+            let what = self.state.as_str();
+            return self.back_off(
+                now,
+                random,
+                format!("no answer from Telegram while {what}"),
+                None,
+            );
+        }
         if self.retry_at.is_some_and(|at| now.instant >= at) && self.state == BotState::Backoff {
             self.retry_at = None;
             self.events.push_back(BotEvent::Reconnecting);
@@ -236,13 +275,14 @@ impl Bot {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (
+        [
             self.retry_at,
+            self.phase_deadline,
             self.session.as_ref().and_then(Session::poll_timeout),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Moves session output to actions and session events into the bot's life.
@@ -402,6 +442,14 @@ impl Bot {
     fn running(&mut self) {
         self.attempts = 0;
         self.set_state(BotState::Running, None);
+        // What arrived meanwhile: applied by the pts rule (duplicates of what the sync
+        // brought are skipped, anything newer is delivered or shows a gap).
+        while self.state == BotState::Running {
+            let Some(updates) = self.held.pop_front() else {
+                break;
+            };
+            self.on_updates(&updates);
+        }
     }
 
     fn on_difference(&mut self, body: &[u8]) {
@@ -446,7 +494,12 @@ impl Bot {
 
     fn on_updates(&mut self, updates: &enums::Updates) {
         if self.state != BotState::Running {
-            return; // the difference that is on its way covers these
+            if self.held.len() == MAX_HELD {
+                // Dropping the oldest is safe: the next one applied shows the gap.
+                self.held.pop_front();
+            }
+            self.held.push_back(updates.clone());
+            return;
         }
         let Some(mut state) = self.snapshot.updates else {
             return;

@@ -31,6 +31,8 @@ struct Sim {
     connects: Vec<i32>,
     /// Connection attempts that fail before the DC answers (a network outage).
     refuse: usize,
+    /// The DC reads but never answers (a server that hangs).
+    mute: bool,
 }
 
 fn session_config() -> Arc<SessionConfig> {
@@ -82,6 +84,7 @@ impl Sim {
             events: Vec::new(),
             connects: Vec::new(),
             refuse: 0,
+            mute: false,
         };
         sim.run();
         sim
@@ -130,7 +133,8 @@ impl Sim {
                             panic!("send without a connection")
                         };
                         let out = server.handle_read(&frame, &shared);
-                        for (_, reply) in out.frames {
+                        let replies = if self.mute { Vec::new() } else { out.frames };
+                        for (_, reply) in replies {
                             self.bot.handle_input(&reply, self.now, &mut self.random);
                         }
                         if out.close {
@@ -423,4 +427,41 @@ fn a_rejected_token_fails_for_good() {
     sim.bot.handle_timeout(sim.now, &mut sim.random);
     sim.run();
     assert_eq!(sim.connects.len(), connects);
+}
+
+#[test]
+fn a_login_that_never_gets_an_answer_is_retried() {
+    let t = telegram(1);
+    let bot = Bot::new(bot_config(TOKEN), session_config(), None);
+    let mut sim = Sim {
+        telegram: t,
+        bot,
+        server: None,
+        next_conn: 1000,
+        now: real_now(),
+        random: Seeded::new(5),
+        events: Vec::new(),
+        connects: Vec::new(),
+        refuse: 0,
+        mute: true,
+    };
+    sim.run();
+    assert_eq!(sim.bot.state(), BotState::Handshaking);
+    let waited = sim.advance();
+    assert_eq!(waited, telegram_bots_core::bot::PHASE_TIMEOUT);
+    assert_eq!(sim.bot.state(), BotState::Backoff);
+    let reason = sim.events.iter().rev().find_map(|e| match e {
+        BotEvent::State {
+            state: BotState::Backoff,
+            reason,
+        } => reason.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        reason.as_deref(),
+        Some("no answer from Telegram while handshaking")
+    );
+    sim.mute = false;
+    sim.advance();
+    assert_eq!(sim.bot.state(), BotState::Running, "{:?}", sim.events);
 }
