@@ -92,6 +92,8 @@ pub fn backoff_delay(attempt: u32, random: &mut impl Random) -> Duration {
 pub const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Updates kept while the bot syncs.
 const MAX_HELD: usize = 1000;
+/// Telegram's DC ids are small; anything else in a migrate error is nonsense.
+const MAX_DC_ID: i32 = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Call {
@@ -120,6 +122,11 @@ pub struct Bot {
     last_now: Option<Instant>,
     /// Updates that arrived before the bot was running, replayed when it is.
     held: VecDeque<enums::Updates>,
+    /// Home-DC moves and re-logins on this connection attempt (each capped).
+    migrations: u32,
+    relogins: u32,
+    /// Transport -404s in a row: the key is dropped on the second, as one could be forged.
+    unknown_key_strikes: u32,
     actions: VecDeque<BotAction>,
     events: VecDeque<BotEvent>,
 }
@@ -131,6 +138,15 @@ impl Bot {
         session_config: Arc<SessionConfig>,
         snapshot: Option<BotSnapshot>,
     ) -> Bot {
+        // A token of another bot (the workspace's token was replaced) starts afresh: the
+        // stored login belongs to the old bot.
+        let token_user: Option<i64> = config
+            .token
+            .expose()
+            .split(':')
+            .next()
+            .and_then(|id| id.parse().ok());
+        let snapshot = snapshot.filter(|s| s.user_id.is_none() || s.user_id == token_user);
         let mut bot = Bot {
             snapshot: snapshot.unwrap_or_default(),
             config,
@@ -144,6 +160,9 @@ impl Bot {
             phase_deadline: None,
             last_now: None,
             held: VecDeque::new(),
+            migrations: 0,
+            relogins: 0,
+            unknown_key_strikes: 0,
             actions: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -204,6 +223,7 @@ impl Bot {
             self.set_state(BotState::Handshaking, None);
         }
         self.calls.clear();
+        self.relogins = 0;
         self.session = Some(Session::new(self.session_config.clone(), key, now, random));
         self.drive(now, random);
     }
@@ -224,6 +244,9 @@ impl Bot {
             BotState::Stopping | BotState::Stopped | BotState::Failed
         ) {
             return;
+        }
+        if self.session.is_none() && self.state == BotState::Backoff {
+            return; // already told, and already waiting
         }
         self.session = None;
         self.back_off(now, random, "connection lost".into(), None);
@@ -330,6 +353,11 @@ impl Bot {
             }
             SessionEvent::Result { id, body } => {
                 if let Some(call) = self.take_call(id) {
+                    // The DC answers: the key is known, and a long sync is progressing.
+                    self.unknown_key_strikes = 0;
+                    if self.phase_deadline.is_some() {
+                        self.phase_deadline = self.last_now.map(|now| now + PHASE_TIMEOUT);
+                    }
                     self.on_result(call, &body);
                 }
             }
@@ -347,7 +375,12 @@ impl Bot {
                 self.session = None;
                 self.actions.push_back(BotAction::Disconnect);
                 if error == SessionError::UnknownAuthKey {
-                    // The DC forgot the key: a new handshake, then a new login.
+                    self.unknown_key_strikes += 1;
+                }
+                if self.unknown_key_strikes >= 2 {
+                    // The DC forgot the key (twice in a row, so not one forged -404): a
+                    // new handshake, then a new login.
+                    self.unknown_key_strikes = 0;
                     let dc = self.home_dc();
                     self.snapshot.auth_keys.remove(&dc);
                     self.snapshot.authorized = false;
@@ -441,6 +474,7 @@ impl Bot {
 
     fn running(&mut self) {
         self.attempts = 0;
+        self.migrations = 0;
         self.set_state(BotState::Running, None);
         // What arrived meanwhile: applied by the pts rule (duplicates of what the sync
         // brought are skipped, anything newer is delivered or shows a gap).
@@ -542,20 +576,47 @@ impl Bot {
             return;
         }
         if let Some(dc) = error.migrate_to().filter(|_| call == Call::Login) {
-            self.snapshot.home_dc = Some(dc);
-            self.save();
+            // One move per connection attempt, to a plausible DC: a DC pointing at itself
+            // or two pointing at each other must not make the bot log in without end.
             self.session = None;
             self.actions.push_back(BotAction::Disconnect);
-            self.connect();
+            if (1..=MAX_DC_ID).contains(&dc) && dc != self.home_dc() && self.migrations < 2 {
+                self.migrations += 1;
+                self.snapshot.home_dc = Some(dc);
+                self.save();
+                self.connect();
+            } else {
+                self.back_off(
+                    now,
+                    random,
+                    format!("Telegram redirects to DC {dc} again"),
+                    None,
+                );
+            }
             return;
         }
         if error.is_auth_key_unregistered() {
-            // Every call in flight fails alike: one login answers them all, and the sync
-            // after it asks again.
-            if self.state != BotState::Authorizing {
-                self.snapshot.authorized = false;
-                self.save();
+            // Every call in flight fails alike: one login answers them all (the sync
+            // after it asks again), and one per connection: a server that logs the key
+            // out again right away gets a back-off, not a login loop.
+            if self.state == BotState::Authorizing && call != Call::Login {
+                return;
+            }
+            self.calls.clear();
+            self.snapshot.authorized = false;
+            self.save();
+            if self.relogins == 0 && call != Call::Login {
+                self.relogins += 1;
                 self.login();
+            } else {
+                self.session = None;
+                self.actions.push_back(BotAction::Disconnect);
+                self.back_off(
+                    now,
+                    random,
+                    "Telegram logged the bot out again".into(),
+                    None,
+                );
             }
             return;
         }

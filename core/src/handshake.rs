@@ -111,7 +111,6 @@ pub enum Progress {
     Done(Box<Finished>),
 }
 
-#[derive(Debug)]
 enum State {
     ResPq {
         nonce: [u8; 16],
@@ -131,11 +130,22 @@ enum State {
     Done,
 }
 
-/// One handshake in progress.
-#[derive(Debug)]
+/// One handshake in progress. `Debug` shows the step only (the key being made is secret).
 pub struct Handshake {
     keys: Vec<RsaPublicKey>,
     state: State,
+}
+
+impl fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let step = match self.state {
+            State::ResPq { .. } => "waiting for resPQ",
+            State::DhParams { .. } => "waiting for server_DH_params",
+            State::DhGen { .. } => "waiting for dh_gen",
+            State::Done => "done",
+        };
+        write!(f, "Handshake({step})")
+    }
 }
 
 impl Handshake {

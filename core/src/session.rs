@@ -140,6 +140,9 @@ struct Pending {
     resends: u8,
 }
 
+/// The largest frame accepted.
+const MAX_FRAME: usize = 4 * 1024 * 1024;
+
 /// The most receive-buffer capacity an idle session keeps.
 const RX_KEEP: usize = 16 * 1024;
 
@@ -259,6 +262,16 @@ impl Session {
         }
         self.last_received = now.instant;
         self.rx.extend_from_slice(data);
+        // The transport is not authenticated: a forged length must not make us buffer
+        // gigabytes. Telegram's frames stay far below this (file chunks are 1 MiB).
+        if let Some(len) = self
+            .rx
+            .get(..4)
+            .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
+            && len > MAX_FRAME as i32
+        {
+            return self.fail(SessionError::Transport(format!("a {len}-byte frame")));
+        }
         loop {
             let offset = match self.transport.unpack(&mut self.rx) {
                 Ok(offset) => offset,

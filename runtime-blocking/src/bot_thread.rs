@@ -18,6 +18,7 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 /// Generated TL types are large and deserialized on the stack: debug builds need room.
 const STACK_SIZE: usize = 4 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `bot` on its own thread until `stop` is set; the bot is stopped (and its state
 /// saved) before the thread ends. A panic ends this bot only, marked failed.
@@ -63,6 +64,8 @@ fn drive(
                     match connected {
                         Ok(s) => {
                             let _ = s.set_nodelay(true);
+                            // A peer that stops reading must not hold the bot (or a stop).
+                            let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
                             stream = Some(s);
                             bot.handle_connected(now(), &mut random);
                         }
@@ -74,8 +77,10 @@ fn drive(
                     }
                 }
                 BotAction::Send(bytes) => {
-                    let written = stream.as_mut().map(|s| s.write_all(&bytes));
-                    if !matches!(written, Some(Ok(()))) {
+                    // Without a connection (a write already failed) the bot has been told.
+                    if let Some(s) = stream.as_mut()
+                        && s.write_all(&bytes).is_err()
+                    {
                         stream = None;
                         bot.handle_disconnected(now(), &mut random);
                     }

@@ -149,7 +149,8 @@ impl StateStore {
         }
         all.insert(workspace_id.to_owned(), snapshot.clone());
         let text = state_file::encode(&all);
-        let tmp = format!("{}.tmp", self.path);
+        // Per process, so that two processes on one file cannot interleave their writes.
+        let tmp = format!("{}.{}.tmp", self.path, std::process::id());
         {
             use std::io::Write as _;
             use std::os::unix::fs::OpenOptionsExt as _;

@@ -12,9 +12,10 @@ use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use telegram_bots_blocking::fleet::{OsRandom, StateStore, now, record};
 use telegram_bots_blocking::shared::SharedHealth;
-use telegram_bots_core::bot::{Bot, BotAction};
+use telegram_bots_core::bot::{Bot, BotAction, BotEvent};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Small on purpose: 10,000 bots each hold one.
 const READ_BUFFER: usize = 4096;
 
@@ -51,20 +52,27 @@ pub async fn run(
                     }
                 },
                 BotAction::Send(bytes) => {
-                    let written = match stream.as_mut() {
-                        Some(s) => s.write_all(&bytes).await.is_ok(),
-                        None => false,
-                    };
-                    if !written {
-                        stream = None;
-                        bot.handle_disconnected(now(), &mut random);
+                    // Without a connection (a write already failed) the bot has been told.
+                    if let Some(s) = stream.as_mut() {
+                        let written = s
+                            .write_all(&bytes)
+                            .or(async {
+                                // A peer that stops reading must not hold the bot (or a stop).
+                                Timer::after(WRITE_TIMEOUT).await;
+                                Err(io::ErrorKind::TimedOut.into())
+                            })
+                            .await;
+                        if written.is_err() {
+                            stream = None;
+                            bot.handle_disconnected(now(), &mut random);
+                        }
                     }
                 }
                 BotAction::Disconnect => stream = None,
             }
         }
         while let Some(event) = bot.poll_event() {
-            record(&ws, &event, &health, &state);
+            book(&ws, event, &health, &state).await;
         }
         let deadline = bot.poll_timeout();
         let timer = async {
@@ -97,11 +105,22 @@ pub async fn run(
             Wake::Stop => {
                 bot.stop();
                 while let Some(event) = bot.poll_event() {
-                    record(&ws, &event, &health, &state);
+                    book(&ws, event, &health, &state).await;
                 }
                 return;
             }
         }
+    }
+}
+
+/// Books an event; a snapshot is written to the state file on smol's blocking pool, so
+/// that the executor (every bot and the health server) never waits for the disk.
+async fn book(ws: &str, event: BotEvent, health: &SharedHealth, state: &Arc<StateStore>) {
+    if matches!(event, BotEvent::Snapshot(_)) {
+        let (ws, health, state) = (ws.to_owned(), health.clone(), state.clone());
+        smol::unblock(move || record(&ws, &event, &health, &state)).await;
+    } else {
+        record(ws, &event, health, state);
     }
 }
 
