@@ -541,6 +541,9 @@ impl Bot {
         match updates::received(updates) {
             Received::TooLong => self.get_difference(state),
             Received::Updates(list) => {
+                for message in updates::channel_messages(updates) {
+                    self.events.push_back(BotEvent::Message(message));
+                }
                 for update in list {
                     match updates::check_pts(state.pts, update.pts, update.pts_count) {
                         PtsCheck::Apply => {

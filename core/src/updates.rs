@@ -179,6 +179,24 @@ pub fn received(updates: &enums::Updates) -> Received {
     }
 }
 
+/// New messages in supergroups and channels. They carry a per-channel pts, which this
+/// version does not track: they are handed on as they arrive, and one missed while the
+/// bot was away is not fetched (that needs `updates.getChannelDifference` per channel).
+pub fn channel_messages(updates: &enums::Updates) -> Vec<IncomingMessage> {
+    let list: &[enums::Update] = match updates {
+        enums::Updates::Updates(u) => &u.updates,
+        enums::Updates::Combined(u) => &u.updates,
+        enums::Updates::UpdateShort(u) => std::slice::from_ref(&u.update),
+        _ => &[],
+    };
+    list.iter()
+        .filter_map(|u| match u {
+            enums::Update::NewChannelMessage(m) => incoming(&m.message),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The account-pts part of an update; channel and qts updates are not the bot's concern.
 fn pts_update(update: &enums::Update) -> Option<PtsUpdate> {
     match update {
