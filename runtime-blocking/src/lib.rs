@@ -13,4 +13,4 @@ pub mod shared;
 pub mod signal;
 pub mod startup;
 
-pub use startup::{start, start_with};
+pub use startup::{prepare, start, start_with};

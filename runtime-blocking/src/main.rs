@@ -9,26 +9,19 @@ use std::time::Instant;
 
 use telegram_bots_blocking::server::HealthServer;
 use telegram_bots_blocking::shared::SharedHealth;
-use telegram_bots_blocking::{bot_thread, fleet, signal, start_with};
+use telegram_bots_blocking::{bot_thread, fleet, prepare, signal};
 use telegram_bots_core::bot::Bot;
 use telegram_bots_core::fleet::BotStatus;
 
 const BINARY: &str = "telegram-bots-blocking";
 
 fn main() -> ExitCode {
-    let (config, bots_file) = match start_with(
+    let (config, plan) = match prepare(
         BINARY,
         "Telegram bot fleet on OS threads (one per bot), for local debugging",
     ) {
-        Ok(started) => started,
+        Ok(prepared) => prepared,
         Err(code) => return code,
-    };
-    let plan = match fleet::plan(&config, bots_file.as_deref()) {
-        Ok(plan) => plan,
-        Err(line) => {
-            eprintln!("{BINARY}: {line}");
-            return ExitCode::from(2);
-        }
     };
     let (stop_tx, stop_rx) = mpsc::channel();
     if let Err(e) = signal::on_stop(move || {

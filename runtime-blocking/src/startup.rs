@@ -29,6 +29,22 @@ pub fn start(binary: &'static str, about: &'static str) -> Result<Config, ExitCo
     start_with(binary, about).map(|(config, _)| config)
 }
 
+/// Start-up as both binaries do it: [`start`], then the fleet's plan (bots file, state
+/// file, RSA key). A bad plan prints one line and gives exit code 2.
+pub fn prepare(
+    binary: &'static str,
+    about: &'static str,
+) -> Result<(Config, crate::fleet::FleetPlan), ExitCode> {
+    let (config, bots_file) = start_with(binary, about)?;
+    match crate::fleet::plan(&config, bots_file.as_deref()) {
+        Ok(plan) => Ok((config, plan)),
+        Err(line) => {
+            eprintln!("{binary}: {line}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 /// [`start`], also returning `--bots FILE` if given.
 pub fn start_with(
     binary: &'static str,

@@ -10,7 +10,7 @@ use async_io::Async;
 use smol::future::FutureExt as _;
 use smol::{LocalExecutor, channel};
 use telegram_bots_blocking::shared::SharedHealth;
-use telegram_bots_blocking::{fleet, signal, start_with};
+use telegram_bots_blocking::{fleet, prepare, signal};
 use telegram_bots_core::bot::Bot;
 use telegram_bots_core::fleet::BotStatus;
 use telegram_bots_smol::{bot_task, server};
@@ -18,19 +18,12 @@ use telegram_bots_smol::{bot_task, server};
 const BINARY: &str = "telegram-bots";
 
 fn main() -> ExitCode {
-    let (config, bots_file) = match start_with(
+    let (config, plan) = match prepare(
         BINARY,
         "Telegram bot fleet over MTProto: voice messages to S3 and Inngest",
     ) {
-        Ok(started) => started,
+        Ok(prepared) => prepared,
         Err(code) => return code,
-    };
-    let plan = match fleet::plan(&config, bots_file.as_deref()) {
-        Ok(plan) => plan,
-        Err(line) => {
-            eprintln!("{BINARY}: {line}");
-            return ExitCode::from(2);
-        }
     };
     let (stop_tx, stop_rx) = channel::bounded::<()>(1);
     if let Err(e) = signal::on_stop(move || {

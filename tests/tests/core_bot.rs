@@ -2,7 +2,6 @@
 //! clock: login, sync, messages, restart without login, backoff, FLOOD_WAIT, migrate,
 //! gaps, lost keys and a rejected token.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smol::channel::Receiver;
@@ -10,9 +9,8 @@ use telegram_bots_core::bot::{Bot, BotAction, BotConfig, BotEvent, BotSnapshot};
 use telegram_bots_core::fleet::BotState;
 use telegram_bots_core::random::Seeded;
 use telegram_bots_core::secret::Secret;
-use telegram_bots_core::session::{ClientInfo, Now, SessionConfig};
+use telegram_bots_core::session::Now;
 use telegram_bots_tests::fake_dc::FakeTelegram;
-use telegram_bots_tests::fake_dc::crypto::RsaKey;
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
 use telegram_bots_tests::fake_dc::session::Connection;
 use telegram_bots_tests::fake_dc::world::{Conn, Content, NewMessage, Push};
@@ -33,20 +31,6 @@ struct Sim {
     refuse: usize,
     /// The DC reads but never answers (a server that hangs).
     mute: bool,
-}
-
-fn session_config() -> Arc<SessionConfig> {
-    let client = ClientInfo {
-        api_id: 1,
-        device_model: "test".into(),
-        system_version: "test".into(),
-        app_version: "0".into(),
-        lang_code: "en".into(),
-    };
-    Arc::new(SessionConfig::new(
-        vec![RsaKey::test_key().public()],
-        client,
-    ))
 }
 
 fn bot_config(token: &str) -> BotConfig {
@@ -73,7 +57,11 @@ fn real_now() -> Now {
 
 impl Sim {
     fn new(telegram: FakeTelegram, token: &str, snapshot: Option<BotSnapshot>) -> Sim {
-        let bot = Bot::new(bot_config(token), session_config(), snapshot);
+        let bot = Bot::new(
+            bot_config(token),
+            telegram_bots_tests::fake_dc::session_config(),
+            snapshot,
+        );
         let mut sim = Sim {
             telegram,
             bot,
@@ -435,7 +423,11 @@ fn a_rejected_token_fails_for_good() {
 #[test]
 fn a_login_that_never_gets_an_answer_is_retried() {
     let t = telegram(1);
-    let bot = Bot::new(bot_config(TOKEN), session_config(), None);
+    let bot = Bot::new(
+        bot_config(TOKEN),
+        telegram_bots_tests::fake_dc::session_config(),
+        None,
+    );
     let mut sim = Sim {
         telegram: t,
         bot,

@@ -2,15 +2,12 @@
 //! frame by frame in memory with a fake clock: handshake, requests, RPC errors, pushed
 //! updates, keep-alive, and the failures that end a session.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grammers_tl_types::{Deserializable as _, Serializable as _, enums, functions};
 use smol::channel::Receiver;
 use telegram_bots_core::random::Seeded;
-use telegram_bots_core::session::{
-    ClientInfo, Now, RequestId, Session, SessionConfig, SessionError, SessionEvent,
-};
+use telegram_bots_core::session::{Now, RequestId, Session, SessionError, SessionEvent};
 use telegram_bots_tests::fake_dc::FakeTelegram;
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
 use telegram_bots_tests::fake_dc::session::Connection;
@@ -26,20 +23,6 @@ struct Link {
     random: Seeded,
     now: Now,
     events: Vec<SessionEvent>,
-}
-
-fn config() -> Arc<SessionConfig> {
-    let client = ClientInfo {
-        api_id: 1,
-        device_model: "test".into(),
-        system_version: "test".into(),
-        app_version: "0".into(),
-        lang_code: "en".into(),
-    };
-    Arc::new(SessionConfig::new(
-        vec![telegram_bots_tests::fake_dc::crypto::RsaKey::test_key().public()],
-        client,
-    ))
 }
 
 impl Link {
@@ -70,7 +53,12 @@ impl Link {
             unix_secs,
         };
         let mut random = Seeded::new(3);
-        let session = Session::new(config(), auth_key, now, &mut random);
+        let session = Session::new(
+            telegram_bots_tests::fake_dc::session_config(),
+            auth_key,
+            now,
+            &mut random,
+        );
         Link {
             server: Connection::new(900, 1),
             telegram,

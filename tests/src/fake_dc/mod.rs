@@ -55,6 +55,22 @@ impl Shared {
     }
 }
 
+/// A core session configuration that trusts the fake DC's RSA key, for tests that drive
+/// the core against it.
+pub fn session_config() -> Arc<telegram_bots_core::session::SessionConfig> {
+    let client = telegram_bots_core::session::ClientInfo {
+        api_id: 1,
+        device_model: "test".into(),
+        system_version: "test".into(),
+        app_version: "0".into(),
+        lang_code: "en".into(),
+    };
+    Arc::new(telegram_bots_core::session::SessionConfig::new(
+        vec![RsaKey::test_key().public()],
+        client,
+    ))
+}
+
 /// Protocol diagnostics on stderr when `FAKE_TELEGRAM_LOG` is set.
 pub fn log(message: &str) {
     static ON: OnceLock<bool> = OnceLock::new();
