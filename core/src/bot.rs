@@ -576,6 +576,7 @@ impl Bot {
                 BotState::Failed,
                 Some(format!("Telegram rejected the bot token ({})", error.name)),
             );
+            self.held.clear();
             return;
         }
         if let Some(dc) = error.migrate_to().filter(|_| call == Call::Login) {
