@@ -74,6 +74,13 @@ pub async fn run(
         while let Some(event) = bot.poll_event() {
             book(&ws, event, &health, &state).await;
         }
+        if stop.is_closed() {
+            bot.stop();
+            while let Some(event) = bot.poll_event() {
+                book(&ws, event, &health, &state).await;
+            }
+            return;
+        }
         let deadline = bot.poll_timeout();
         let timer = async {
             match deadline {
@@ -100,15 +107,17 @@ pub async fn run(
                 stream = None;
                 bot.handle_disconnected(now(), &mut random);
             }
-            Wake::Read(Ok(n)) => bot.handle_input(&buf[..n], now(), &mut random),
-            Wake::Timeout => bot.handle_timeout(now(), &mut random),
-            Wake::Stop => {
-                bot.stop();
-                while let Some(event) = bot.poll_event() {
-                    book(&ws, event, &health, &state).await;
+            Wake::Read(Ok(n)) => {
+                bot.handle_input(&buf[..n], now(), &mut random);
+                // The race above favours the socket: a bot that never stops receiving
+                // must still send its pings and meet its deadlines.
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    bot.handle_timeout(now(), &mut random);
                 }
-                return;
             }
+            Wake::Timeout => bot.handle_timeout(now(), &mut random),
+            // The stop is carried out at the top of the loop.
+            Wake::Stop => continue,
         }
     }
 }
