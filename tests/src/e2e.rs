@@ -196,15 +196,7 @@ pub fn messages_reach_the_right_bot(binary: &Path) {
     until("the voice message in the log", &service, || {
         service.logs().contains(&line)
     });
-    world
-        .telegram
-        .send_message(NewMessage {
-            bot: "bot3".into(),
-            chat_id: 7,
-            from_user_id: 7,
-            content: Content::Text("hi".into()),
-        })
-        .unwrap();
+    world.telegram.send_text("bot3", 7, "hi").unwrap();
     until("the text message in the log", &service, || {
         service
             .logs()
@@ -251,15 +243,7 @@ pub fn dropped_connections_come_back(binary: &Path) {
                 .all(|n| n == 1)
     });
     // And they still receive messages.
-    world
-        .telegram
-        .send_message(NewMessage {
-            bot: "bot1".into(),
-            chat_id: 8,
-            from_user_id: 8,
-            content: Content::Text("back".into()),
-        })
-        .unwrap();
+    world.telegram.send_text("bot1", 8, "back").unwrap();
     until("a message after the reconnect", &service, || {
         service
             .logs()
@@ -291,15 +275,7 @@ pub fn a_restart_reuses_keys_and_logins(binary: &Path) {
     );
 
     // A message while the service is down arrives after the restart (getDifference).
-    world
-        .telegram
-        .send_message(NewMessage {
-            bot: "bot1".into(),
-            chat_id: 9,
-            from_user_id: 9,
-            content: Content::Text("while away".into()),
-        })
-        .unwrap();
+    world.telegram.send_text("bot1", 9, "while away").unwrap();
     let service = world.start(binary);
     until("the missed message", &service, || {
         service
@@ -346,15 +322,7 @@ pub fn a_panicking_bot_fails_alone(binary: &Path) {
     let ready = http::get(service.health_addr, "/readyz").json();
     assert_eq!(ready["bots"], 2, "{ready}");
     assert_eq!(http::get(service.health_addr, "/healthz").status, 200);
-    world
-        .telegram
-        .send_message(NewMessage {
-            bot: "bot1".into(),
-            chat_id: 3,
-            from_user_id: 3,
-            content: Content::Text("still here".into()),
-        })
-        .unwrap();
+    world.telegram.send_text("bot1", 3, "still here").unwrap();
     until("bot1 still receives", &service, || {
         service
             .logs()

@@ -176,6 +176,14 @@ impl Sim {
             .collect()
     }
 
+    /// The reason given the last time the bot entered `state`.
+    fn last_reason(&self, state: BotState) -> Option<String> {
+        self.events.iter().rev().find_map(|e| match e {
+            BotEvent::State { state: s, reason } if *s == state => reason.clone(),
+            _ => None,
+        })
+    }
+
     fn last_snapshot(&self) -> BotSnapshot {
         self.events
             .iter()
@@ -268,14 +276,7 @@ fn restart_from_snapshot_does_not_log_in_again() {
     assert_eq!(first.bot.state(), BotState::Stopped);
     let telegram = first.telegram;
     // A message while the bot is down.
-    telegram
-        .send_message(NewMessage {
-            bot: "bot1".into(),
-            chat_id: 9,
-            from_user_id: 9,
-            content: Content::Text("while away".into()),
-        })
-        .unwrap();
+    telegram.send_text("bot1", 9, "while away").unwrap();
 
     let second = Sim::new(telegram, TOKEN, Some(snapshot));
     assert_eq!(second.bot.state(), BotState::Running, "{:?}", second.events);
@@ -400,13 +401,7 @@ fn a_logged_out_key_logs_in_again_and_a_forgotten_key_handshakes_again() {
 fn a_rejected_token_fails_for_good() {
     let mut sim = Sim::new(telegram(1), "7000001:wrong", None);
     assert_eq!(sim.bot.state(), BotState::Failed);
-    let reason = sim.events.iter().rev().find_map(|e| match e {
-        BotEvent::State {
-            state: BotState::Failed,
-            reason,
-        } => reason.clone(),
-        _ => None,
-    });
+    let reason = sim.last_reason(BotState::Failed);
     assert_eq!(
         reason.as_deref(),
         Some("Telegram rejected the bot token (ACCESS_TOKEN_INVALID)")
@@ -445,13 +440,7 @@ fn a_login_that_never_gets_an_answer_is_retried() {
     let waited = sim.advance();
     assert_eq!(waited, telegram_bots_core::bot::PHASE_TIMEOUT);
     assert_eq!(sim.bot.state(), BotState::Backoff);
-    let reason = sim.events.iter().rev().find_map(|e| match e {
-        BotEvent::State {
-            state: BotState::Backoff,
-            reason,
-        } => reason.clone(),
-        _ => None,
-    });
+    let reason = sim.last_reason(BotState::Backoff);
     assert_eq!(
         reason.as_deref(),
         Some("no answer from Telegram while handshaking")

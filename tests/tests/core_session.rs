@@ -11,7 +11,7 @@ use telegram_bots_core::session::{Now, RequestId, Session, SessionError, Session
 use telegram_bots_tests::fake_dc::FakeTelegram;
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
 use telegram_bots_tests::fake_dc::session::Connection;
-use telegram_bots_tests::fake_dc::world::{Conn, Content, NewMessage, Push};
+use telegram_bots_tests::fake_dc::world::{Conn, Push};
 
 const TOKEN: &str = "7000001:AAcore-session";
 
@@ -192,14 +192,7 @@ fn pushed_updates_become_events() {
     link.call(functions::updates::GetState {}.to_bytes())
         .unwrap();
     link.events.clear();
-    link.telegram
-        .send_message(NewMessage {
-            bot: "bot1".into(),
-            chat_id: 5,
-            from_user_id: 5,
-            content: Content::Text("hi".into()),
-        })
-        .unwrap();
+    link.telegram.send_text("bot1", 5, "hi").unwrap();
     link.pump();
     let updates: Vec<_> = link
         .events

@@ -63,14 +63,7 @@ fn voice(t: &FakeTelegram, size: usize, dc: Option<i32>) -> (i32, String) {
 }
 
 fn text(t: &FakeTelegram, text: &str) -> i32 {
-    t.send_message(NewMessage {
-        bot: "bot1".into(),
-        chat_id: 42,
-        from_user_id: 42,
-        content: Content::Text(text.into()),
-    })
-    .unwrap()
-    .pts
+    t.send_text("bot1", 42, text).unwrap().pts
 }
 
 fn get_state(client: &mut TestClient) -> types::updates::State {

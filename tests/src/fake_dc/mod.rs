@@ -177,6 +177,16 @@ impl FakeTelegram {
         self.world().send_message(message)
     }
 
+    /// A text message to `bot` in the private chat of user `from_user_id`.
+    pub fn send_text(&self, bot: &str, from_user_id: i64, text: &str) -> Result<Sent, String> {
+        self.send_message(NewMessage {
+            bot: bot.to_owned(),
+            chat_id: from_user_id,
+            from_user_id,
+            content: world::Content::Text(text.to_owned()),
+        })
+    }
+
     pub fn add_fault(&self, fault: Fault) -> Result<(), String> {
         self.world().add_fault(fault)
     }
