@@ -66,6 +66,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "TELEGRAM_RSA_PUBLIC_KEY",
         "PEM file of an extra RSA key to trust (a test DC's)",
     ),
+    (
+        "TELEGRAM_BIND_ADDR",
+        "local IP address for connections to Telegram (default: the system's choice)",
+    ),
 ];
 
 /// Telegram's production DCs (IPv4), as its clients ship them.
@@ -108,6 +112,8 @@ pub struct Config {
     pub state_file: String,
     pub telegram_dc_addrs: BTreeMap<i32, SocketAddr>,
     pub telegram_rsa_public_key: Option<String>,
+    /// The local address of outgoing Telegram connections (a multi-homed host).
+    pub telegram_bind_addr: Option<std::net::IpAddr>,
 }
 
 /// One bad or missing variable.
@@ -196,6 +202,10 @@ impl Config {
                         .collect()
                 }),
             telegram_rsa_public_key: p.parse("TELEGRAM_RSA_PUBLIC_KEY", |v| Ok(v.to_owned())),
+            telegram_bind_addr: p.parse("TELEGRAM_BIND_ADDR", |v| {
+                v.parse()
+                    .map_err(|_| format!("{v:?} is not an IP address like 127.0.0.2 or ::1"))
+            }),
         };
         if p.errors.is_empty() {
             Ok(config)
@@ -352,6 +362,14 @@ mod tests {
             let err = parse(&[("TELEGRAM_DC_ADDRS", bad)]).unwrap_err();
             assert_eq!(err.0[0].variable, "TELEGRAM_DC_ADDRS", "{bad}");
         }
+    }
+
+    #[test]
+    fn the_local_address_for_telegram_is_an_ip() {
+        let c = parse(&[("TELEGRAM_BIND_ADDR", "127.0.0.2")]).unwrap();
+        assert_eq!(c.telegram_bind_addr, Some("127.0.0.2".parse().unwrap()));
+        let err = parse(&[("TELEGRAM_BIND_ADDR", "127.0.0.2:80")]).unwrap_err();
+        assert_eq!(err.0[0].variable, "TELEGRAM_BIND_ADDR");
     }
 
     #[test]

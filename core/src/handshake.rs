@@ -339,39 +339,127 @@ impl Handshake {
     }
 }
 
-/// Splits `pq` into its two factors (smaller first) with Pollard's rho (Brent), or
-/// `None`. grammers' `factorize` panics when it fails, and a server choosing pq decides
-/// whether it fails, so the client uses this bounded one.
+/// Multiplications [`factorize`] may spend: Telegram's pq, a product of two 32-bit primes,
+/// splits after about 2^16 rho steps; this bound leaves a wide margin and still keeps a
+/// hostile pq (the server is not authenticated yet) to milliseconds of CPU.
+const FACTORIZE_BUDGET: u32 = 1 << 21;
+
+/// Splits `pq` into its two factors (smaller first) with Pollard's rho in Brent's form,
+/// or `None`. grammers' `factorize` panics when it fails and is unbounded, and the server
+/// (not yet authenticated) chooses pq: a prime is refused at once, and anything else
+/// costs at most [`FACTORIZE_BUDGET`] modular multiplications.
 fn factorize(pq: u64) -> Option<(u64, u64)> {
-    fn gcd(mut a: u64, mut b: u64) -> u64 {
-        while b != 0 {
-            (a, b) = (b, a % b);
-        }
-        a
-    }
-    let mulmod = |a: u64, b: u64| (u128::from(a) * u128::from(b) % u128::from(pq)) as u64;
-    if pq < 4 {
-        return None;
+    factorize_counted(pq).0
+}
+
+/// [`factorize`], also returning the multiplications spent.
+fn factorize_counted(pq: u64) -> (Option<(u64, u64)>, u32) {
+    if pq < 4 || is_prime(pq) {
+        return (None, 0);
     }
     if pq.is_multiple_of(2) {
-        return Some((2, pq / 2));
+        return (Some((2, pq / 2)), 0);
     }
-    for c in 1..20u64 {
+    let mulmod = |a: u64, b: u64| (u128::from(a) * u128::from(b) % u128::from(pq)) as u64;
+    let mut spent = 0u32;
+    for c in 1..64u64 {
         let f = |x: u64| (mulmod(x, x) + c) % pq;
-        let (mut x, mut y, mut d) = (2u64, 2u64, 1u64);
-        let mut steps = 0u32;
-        while d == 1 && steps < 1 << 20 {
-            x = f(x);
-            y = f(f(y));
-            d = gcd(x.abs_diff(y), pq);
-            steps += 1;
+        // Brent: y races ahead in doubling strides; |x - y| products are batched so
+        // that one gcd covers up to 128 steps.
+        let (mut y, mut r, mut q, mut d) = (2u64, 1u64, 1u64, 1u64);
+        let (mut x, mut ys) = (y, y);
+        while d == 1 {
+            x = y;
+            for _ in 0..r {
+                y = f(y);
+            }
+            spent = spent.saturating_add(r as u32);
+            let mut k = 0;
+            while k < r && d == 1 {
+                ys = y;
+                for _ in 0..128.min(r - k) {
+                    y = f(y);
+                    q = mulmod(q, x.abs_diff(y));
+                }
+                spent += 2 * 128.min(r - k) as u32;
+                d = gcd(q, pq);
+                k += 128;
+            }
+            r *= 2;
+            if spent > FACTORIZE_BUDGET {
+                return (None, spent);
+            }
+        }
+        if d == pq {
+            // The batch overshot: step back one at a time from its start.
+            loop {
+                ys = f(ys);
+                spent += 1;
+                d = gcd(x.abs_diff(ys), pq);
+                if d != 1 || spent > FACTORIZE_BUDGET {
+                    break;
+                }
+            }
         }
         if d != 1 && d != pq {
-            let (p, q) = (d.min(pq / d), d.max(pq / d));
-            return Some((p, q));
+            return (Some((d.min(pq / d), d.max(pq / d))), spent);
+        }
+        if spent > FACTORIZE_BUDGET {
+            break;
         }
     }
-    None
+    (None, spent)
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Deterministic Miller-Rabin for 64-bit numbers (these bases decide every n < 2^64).
+fn is_prime(n: u64) -> bool {
+    const BASES: [u64; 12] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37];
+    if n < 2 {
+        return false;
+    }
+    for p in BASES {
+        if n.is_multiple_of(p) {
+            return n == p;
+        }
+    }
+    let mulmod = |a: u64, b: u64| (u128::from(a) * u128::from(b) % u128::from(n)) as u64;
+    let powmod = |mut base: u64, mut exp: u64| {
+        let mut result = 1u64;
+        while exp > 0 {
+            if exp & 1 == 1 {
+                result = mulmod(result, base);
+            }
+            base = mulmod(base, base);
+            exp >>= 1;
+        }
+        result
+    };
+    let (mut d, mut s) = (n - 1, 0);
+    while d.is_multiple_of(2) {
+        d /= 2;
+        s += 1;
+    }
+    'bases: for a in BASES {
+        let mut x = powmod(a, d);
+        if x == 1 || x == n - 1 {
+            continue;
+        }
+        for _ in 1..s {
+            x = mulmod(x, x);
+            if x == n - 1 {
+                continue 'bases;
+            }
+        }
+        return false;
+    }
+    true
 }
 
 /// 1 < x < p - 1, and x within [2^(2048-64), p - 2^(2048-64)] as the spec requires.
@@ -417,7 +505,7 @@ fn dh_gen(
 
 #[cfg(test)]
 mod tests {
-    use super::factorize;
+    use super::{FACTORIZE_BUDGET, factorize, factorize_counted, is_prime};
 
     #[test]
     fn factorize_splits_two_primes_and_refuses_a_prime() {
@@ -431,5 +519,49 @@ mod tests {
         );
         assert_eq!(factorize(1_000_000_007), None);
         assert_eq!(factorize(3), None);
+    }
+
+    #[test]
+    fn a_hostile_pq_costs_a_bounded_amount_of_work() {
+        // The largest 64-bit prime: refused without a single rho step.
+        assert_eq!(factorize_counted(18_446_744_073_709_551_557), (None, 0));
+        // A product of three primes: a factor is found, but the work stays bounded.
+        let (split, spent) = factorize_counted(2_147_483_647 * 65_537 * 3);
+        assert!(
+            split.is_some() && spent <= FACTORIZE_BUDGET,
+            "{split:?} {spent}"
+        );
+        // Telegram-sized products of two 32-bit primes, many of them, all within budget.
+        let primes = [
+            4_294_967_291u64,
+            4_294_967_279,
+            4_294_967_231,
+            4_294_967_197,
+            3_037_000_493,
+        ];
+        for p in primes {
+            for q in primes.iter().filter(|&&q| q < p) {
+                let (split, spent) = factorize_counted(p * q);
+                assert_eq!(split, Some((*q, p)), "{p} * {q}");
+                assert!(
+                    spent <= FACTORIZE_BUDGET / 4,
+                    "{p} * {q}: {spent} multiplications"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn miller_rabin_agrees_with_trial_division() {
+        let trial = |n: u64| {
+            n >= 2
+                && (2..)
+                    .take_while(|d| d * d <= n)
+                    .all(|d| !n.is_multiple_of(d))
+        };
+        for n in 0..5000 {
+            assert_eq!(is_prime(n), trial(n), "{n}");
+        }
+        assert!(is_prime(4_294_967_291) && !is_prime(4_294_967_291 * 65_537));
     }
 }

@@ -1,9 +1,11 @@
 //! The health surface: `/healthz`, `/livez`, `/readyz` and `/metrics`, answered from the
 //! process's lifecycle and its fleet. Both runtimes serve exactly these responses.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
-use crate::fleet::{BotState, Fleet};
+use crate::fleet::{BotState, FleetStatus};
 use crate::http::{Method, Request, Response};
 use crate::metrics::{self, ProcessSample};
 
@@ -22,11 +24,18 @@ pub enum Lifecycle {
     Stopping,
 }
 
-/// What the health surface reports: the process's lifecycle and its bots.
+/// The fleet's loop counts as stuck when it has not run its timers for this long.
+pub const HEARTBEAT_STALE: Duration = Duration::from_secs(10);
+
+/// What the health surface reports: the process's lifecycle, its bots, the store.
 #[derive(Clone, Debug)]
 pub struct Health {
     lifecycle: Lifecycle,
-    pub fleet: Fleet,
+    pub fleet: FleetStatus,
+    /// The store's last answer was this error (commits are being retried).
+    store_error: Option<String>,
+    /// When the fleet's loop last ran its timers.
+    heartbeat: Option<Instant>,
 }
 
 impl Default for Health {
@@ -39,7 +48,9 @@ impl Health {
     pub fn new() -> Self {
         Health {
             lifecycle: Lifecycle::Starting,
-            fleet: Fleet::new(),
+            fleet: FleetStatus::new(),
+            store_error: None,
+            heartbeat: None,
         }
     }
 
@@ -58,15 +69,64 @@ impl Health {
         self.lifecycle = Lifecycle::Stopping;
     }
 
-    /// Ready: started, not stopping, and every bot settled (running, or failed for a
-    /// reason that needs a person). An empty fleet is ready: a replica that owns no bot
-    /// has nothing to wait for, and `telegram_bots_total == 0` is what alerts watch.
-    pub fn is_ready(&self) -> bool {
-        self.lifecycle == Lifecycle::Serving && self.fleet.is_settled()
+    /// The store refuses commits with this error, or (`None`) works.
+    pub fn set_store_error(&mut self, error: Option<String>) {
+        self.store_error = error;
     }
 
-    /// The response to a health request. `process` is included in `/metrics` when given.
-    pub fn respond(&self, request: &Request, process: Option<&ProcessSample>) -> Response {
+    pub fn store_error(&self) -> Option<&str> {
+        self.store_error.as_deref()
+    }
+
+    /// The fleet's loop ran its timers at `now`.
+    pub fn heartbeat(&mut self, now: Instant) {
+        self.heartbeat = Some(now);
+    }
+
+    pub fn last_heartbeat(&self) -> Option<Instant> {
+        self.heartbeat
+    }
+
+    /// Why the process is not ready at `now`, or `None` when it is. Ready means started
+    /// (every bot has had its first try), not stopping, the fleet's loop alive, and the
+    /// store writing. One bot's trouble (a backoff, a FLOOD_WAIT, a revoked token) never
+    /// makes the process unready: with thousands of bots some bot is always
+    /// reconnecting, and a rollout would wait for ever; it shows in the bot's details and
+    /// in metrics. An empty fleet is ready: a replica that owns no bot has nothing to wait
+    /// for, and `telegram_bots_total == 0` is what alerts watch.
+    pub fn not_ready_reason(&self, now: Instant) -> Option<String> {
+        match self.lifecycle {
+            Lifecycle::Starting => return Some("starting".into()),
+            Lifecycle::Stopping => return Some("shutting down".into()),
+            Lifecycle::Serving => {}
+        }
+        if self
+            .heartbeat
+            .is_none_or(|at| now.saturating_duration_since(at) > HEARTBEAT_STALE)
+        {
+            return Some("the fleet's loop is not running".into());
+        }
+        if let Some(error) = &self.store_error {
+            return Some(format!("cannot save the bots' state: {error}"));
+        }
+        match self.fleet.untried() {
+            0 => None,
+            n => Some(format!("starting bots ({n} not tried yet)")),
+        }
+    }
+
+    pub fn is_ready(&self, now: Instant) -> bool {
+        self.not_ready_reason(now).is_none()
+    }
+
+    /// The response to a health request at `now`. `process` is included in `/metrics`
+    /// when given.
+    pub fn respond(
+        &self,
+        request: &Request,
+        now: Instant,
+        process: Option<&ProcessSample>,
+    ) -> Response {
         let route = match request.path.as_str() {
             "/healthz" | "/livez" => Route::Live,
             "/readyz" => Route::Ready,
@@ -80,17 +140,17 @@ impl Health {
         }
         match route {
             Route::Live => Response::json(200, json!({ "status": "ok" }).to_string()),
-            Route::Ready => self.readiness(),
+            Route::Ready => self.readiness(now),
             Route::Metrics => Response {
                 status: 200,
                 content_type: metrics::CONTENT_TYPE,
                 allow: None,
-                body: metrics::render(&self.fleet, self.is_ready(), process).into_bytes(),
+                body: metrics::render(self, self.is_ready(now), process).into_bytes(),
             },
         }
     }
 
-    fn readiness(&self) -> Response {
+    fn readiness(&self, now: Instant) -> Response {
         let details: Vec<Value> = self
             .fleet
             .bots()
@@ -105,21 +165,17 @@ impl Health {
             })
             .collect();
         let bots = self.fleet.count(BotState::Running);
-        let (status, body) = if self.is_ready() {
-            (
+        let (status, body) = match self.not_ready_reason(now) {
+            None => (
                 200,
                 json!({ "status": "ready", "bots": bots, "details": details }),
-            )
-        } else {
-            let reason = match self.lifecycle {
-                Lifecycle::Starting => "starting",
-                Lifecycle::Stopping => "shutting down",
-                Lifecycle::Serving => "waiting for bots to start",
-            };
-            let body = json!({
-                "status": "not ready", "bots": bots, "reason": reason, "details": details,
-            });
-            (503, body)
+            ),
+            Some(reason) => {
+                let body = json!({
+                    "status": "not ready", "bots": bots, "reason": reason, "details": details,
+                });
+                (503, body)
+            }
         };
         Response::json(status, body.to_string())
     }
@@ -172,6 +228,7 @@ mod tests {
     #[test]
     fn liveness_is_ok_in_every_lifecycle() {
         let mut health = Health::new();
+        let now = Instant::now();
         for step in 0..3 {
             match step {
                 1 => health.set_serving(),
@@ -179,56 +236,97 @@ mod tests {
                 _ => {}
             }
             for path in ["/healthz", "/livez"] {
-                let r = health.respond(&get(path), None);
+                let r = health.respond(&get(path), now, None);
                 assert_eq!((r.status, body(&r)), (200, json!({"status": "ok"})));
             }
         }
     }
 
     #[test]
-    fn readiness_follows_lifecycle_and_fleet() {
+    fn readiness_waits_for_every_first_try_but_not_for_success() {
+        let now = Instant::now();
         let mut health = Health::new();
-        let r = health.respond(&get("/readyz"), None);
-        assert_eq!(r.status, 503);
-        assert_eq!(body(&r)["reason"], "starting");
+        health.heartbeat(now);
+        let r = health.respond(&get("/readyz"), now, None);
+        assert_eq!(
+            (r.status, body(&r)["reason"].as_str()),
+            (503, Some("starting"))
+        );
 
         health.set_serving();
-        let r = health.respond(&get("/readyz"), None);
+        let r = health.respond(&get("/readyz"), now, None);
         assert_eq!(
             (r.status, body(&r)),
             (200, json!({"status": "ready", "bots": 0, "details": []}))
         );
 
-        health.fleet.upsert(BotStatus {
-            username: Some("bot1".into()),
-            state: BotState::Syncing,
-            ..BotStatus::new("ws_123", 1_764_136_800)
-        });
-        let r = health.respond(&get("/readyz"), None);
+        let mut bot = BotStatus::new("ws_123", 1_764_136_800);
+        bot.username = Some("bot1".into());
+        bot.set_state(BotState::Syncing, None, 1_764_136_800);
+        health.fleet.upsert(bot);
+        let r = health.respond(&get("/readyz"), now, None);
         assert_eq!(r.status, 503);
+        assert_eq!(body(&r)["reason"], "starting bots (1 not tried yet)");
         assert_eq!(
             body(&r)["details"],
             json!([{"workspace_id": "ws_123", "username": "bot1", "state": "syncing",
                     "since": "2025-11-26T06:00:00Z", "last_error": null}])
         );
 
+        // A bot in backoff has been tried: the process is ready, the bot's trouble shows.
+        let reason = Some("FLOOD_WAIT_300".to_owned());
+        health
+            .fleet
+            .get_mut("ws_123")
+            .unwrap()
+            .set_state(BotState::Backoff, reason, 1_764_136_860);
+        let r = health.respond(&get("/readyz"), now, None);
+        assert_eq!((r.status, body(&r)["bots"].as_u64()), (200, Some(0)));
+        assert_eq!(body(&r)["details"][0]["last_error"], "FLOOD_WAIT_300");
+
         health.set_stopping();
         health.set_serving();
-        let r = health.respond(&get("/readyz"), None);
+        let r = health.respond(&get("/readyz"), now, None);
         assert_eq!(body(&r)["reason"], "shutting down");
         assert_eq!(body(&r)["status"], "not ready");
     }
 
     #[test]
+    fn a_store_that_keeps_failing_or_a_stuck_loop_makes_the_process_unready() {
+        let now = Instant::now();
+        let mut health = Health::new();
+        health.set_serving();
+        assert_eq!(
+            health.not_ready_reason(now).as_deref(),
+            Some("the fleet's loop is not running")
+        );
+        health.heartbeat(now);
+        assert!(health.is_ready(now));
+        assert!(!health.is_ready(now + HEARTBEAT_STALE + Duration::from_secs(1)));
+        health.set_store_error(Some("STATE_FILE /x: Read-only file system".into()));
+        let r = health.respond(&get("/readyz"), now, None);
+        assert_eq!(
+            (r.status, body(&r)["reason"].as_str()),
+            (
+                503,
+                Some("cannot save the bots' state: STATE_FILE /x: Read-only file system")
+            )
+        );
+        health.set_store_error(None);
+        assert!(health.is_ready(now));
+    }
+
+    #[test]
     fn unknown_paths_and_methods_are_refused() {
         let health = Health::new();
-        assert_eq!(health.respond(&get("/"), None).status, 404);
-        assert_eq!(health.respond(&get("/healthz/"), None).status, 404);
+        let now = Instant::now();
+        assert_eq!(health.respond(&get("/"), now, None).status, 404);
+        assert_eq!(health.respond(&get("/healthz/"), now, None).status, 404);
         let post = Request {
             method: Method::Other("POST".into()),
             path: "/metrics".into(),
         };
-        let r = health.respond(&post, None);
+        let r = health.respond(&post, now, None);
         assert_eq!((r.status, r.allow), (405, Some("GET, HEAD")));
     }
 

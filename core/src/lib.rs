@@ -7,7 +7,12 @@
 //!
 //! - [`config`]: the environment in, a typed configuration or one error line per variable out.
 //! - [`secret`]: wrappers that keep keys, tokens and passwords out of every printout.
-//! - [`fleet`]: the bots of this process and their states.
+//! - [`fleet`]: every bot of the process, driven as one state machine: the wanted set,
+//!   admission control, deadlines, restarts, and the health surface's view of them.
+//! - [`bot`]: one bot's life over its sessions, and the commits of what it received.
+//! - [`record`]: what of a bot survives a restart, and the commits that change it.
+//! - [`updates`]: messages and the pts rule.
+//! - [`backoff`]: exponential backoff with full jitter.
 //! - [`health`]: lifecycle, readiness, and the responses of the health surface.
 //! - [`http`]: the health server's HTTP/1.x connection state machine.
 //! - [`metrics`]: the Prometheus text of `/metrics`.
@@ -17,6 +22,7 @@
 //! - [`random`]: how randomness comes in.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod bot;
 pub mod bots_file;
 pub mod config;
@@ -26,6 +32,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod random;
+pub mod record;
 pub mod rpc_error;
 pub mod rsa;
 pub mod secret;

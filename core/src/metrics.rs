@@ -11,7 +11,9 @@
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Counter, Encoder as _, TextEncoder};
 
-use crate::fleet::{BotState, Fleet};
+use crate::bot::Warning;
+use crate::fleet::{BotState, FleetStatus};
+use crate::health::Health;
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -30,7 +32,17 @@ pub struct ProcessSample {
 }
 
 /// The whole `/metrics` body.
-pub fn render(fleet: &Fleet, ready: bool, process: Option<&ProcessSample>) -> String {
+pub fn render(health: &Health, ready: bool, process: Option<&ProcessSample>) -> String {
+    let fleet: &FleetStatus = &health.fleet;
+    let counters = &fleet.counters;
+    let counter = |name, help, value: u64| {
+        family(
+            name,
+            help,
+            MetricType::COUNTER,
+            vec![(vec![], value as f64)],
+        )
+    };
     let mut families = vec![
         gauge_family(
             "telegram_bots_info",
@@ -85,6 +97,45 @@ pub fn render(fleet: &Fleet, ready: bool, process: Option<&ProcessSample>) -> St
                     )
                 })
                 .collect(),
+        ),
+        family(
+            "telegram_bots_warnings_total",
+            "Trouble that lost nothing but must not go unseen, by kind (see the log for the bot).",
+            MetricType::COUNTER,
+            Warning::KINDS
+                .iter()
+                .map(|kind| {
+                    let n = counters.warnings.get(kind).copied().unwrap_or(0);
+                    (vec![("kind", *kind)], n as f64)
+                })
+                .collect(),
+        ),
+        counter(
+            "telegram_bots_restarts_total",
+            "Bots restarted after an internal error (a panic) in their code.",
+            counters.bot_restarts,
+        ),
+        counter(
+            "telegram_bots_commits_total",
+            "Commits (update state with the messages it covers) written to the store.",
+            counters.commits,
+        ),
+        counter(
+            "telegram_bots_commit_failures_total",
+            "Commits the store refused (each is retried).",
+            counters.commit_failures,
+        ),
+        gauge_family(
+            "telegram_bots_store_up",
+            "1 while the store writes commits, 0 while it refuses them.",
+            vec![(
+                vec![],
+                if health.store_error().is_some() {
+                    0.0
+                } else {
+                    1.0
+                },
+            )],
         ),
         gauge_family(
             "telegram_bots_ready",
@@ -215,13 +266,22 @@ mod tests {
         }
     }
 
+    fn health(bots: &[BotStatus]) -> Health {
+        let mut health = Health::new();
+        for bot in bots {
+            health.fleet.upsert(bot.clone());
+        }
+        health
+    }
+
     #[test]
     fn seed_metric_names_are_kept() {
-        let mut fleet = Fleet::new();
-        fleet.upsert(status("ws_123", "bot1", BotState::Running));
-        fleet.upsert(status("ws_456", "bot2", BotState::Running));
-        fleet.upsert(status("ws_789", "bot3", BotState::Failed));
-        let text = render(&fleet, true, None);
+        let health = health(&[
+            status("ws_123", "bot1", BotState::Running),
+            status("ws_456", "bot2", BotState::Running),
+            status("ws_789", "bot3", BotState::Failed),
+        ]);
+        let text = render(&health, true, None);
         assert!(text.contains("\ntelegram_bots_total 2\n"), "{text}");
         assert!(text.contains("# TYPE telegram_bots_total untyped\n"));
         assert!(text.contains("telegram_bots_info{workspace_id=\"ws_123\",username=\"bot1\"} 1\n"));
@@ -237,7 +297,7 @@ mod tests {
             resident_memory_bytes: 4096,
             ..ProcessSample::default()
         };
-        let text = render(&Fleet::new(), false, Some(&sample));
+        let text = render(&Health::new(), false, Some(&sample));
         assert!(text.contains("\ntelegram_bots_total 0\n"));
         assert!(!text.contains("telegram_bots_info"));
         assert!(text.contains("process_cpu_seconds_total 1.5\n"));
@@ -247,9 +307,8 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        let mut fleet = Fleet::new();
-        fleet.upsert(status("ws \"q\"\\\n", "b", BotState::Running));
-        let text = render(&fleet, true, None);
+        let health = health(&[status("ws \"q\"\\\n", "b", BotState::Running)]);
+        let text = render(&health, true, None);
         assert!(text.contains(r#"workspace_id="ws \"q\"\\\n""#), "{text}");
     }
 }

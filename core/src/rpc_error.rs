@@ -56,6 +56,18 @@ impl RpcError {
             )
     }
 
+    /// `406 AUTH_KEY_DUPLICATED`: the key was used from two places at once and Telegram
+    /// revoked it.
+    pub fn is_auth_key_duplicated(&self) -> bool {
+        self.name == "AUTH_KEY_DUPLICATED"
+    }
+
+    /// `PERSISTENT_TIMESTAMP_EMPTY`, `_INVALID`, `_OUTDATED`: the pts or date given to
+    /// getDifference is refused.
+    pub fn is_persistent_timestamp(&self) -> bool {
+        self.name.starts_with("PERSISTENT_TIMESTAMP")
+    }
+
     /// The bot token is bad for good: stop and tell a person.
     pub fn is_token_rejected(&self) -> bool {
         matches!(
@@ -106,5 +118,7 @@ mod tests {
         );
         assert_eq!(flood.to_string(), "420 FLOOD_WAIT_30");
         assert_eq!(RpcError::parse(400, "LIMIT_INVALID").migrate_to(), None);
+        assert!(RpcError::parse(406, "AUTH_KEY_DUPLICATED").is_auth_key_duplicated());
+        assert!(RpcError::parse(400, "PERSISTENT_TIMESTAMP_INVALID").is_persistent_timestamp());
     }
 }

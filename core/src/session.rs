@@ -128,7 +128,6 @@ pub enum SessionEvent {
     Failed(SessionError),
 }
 
-#[derive(Debug)]
 struct Pending {
     id: RequestId,
     body: Vec<u8>,
@@ -140,11 +139,25 @@ struct Pending {
     resends: u8,
 }
 
+/// Not derived: a request's body can hold a secret (the login carries the bot token).
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("id", &self.id)
+            .field("body_len", &self.body.len())
+            .field("sent", &self.msg_id.is_some())
+            .field("internal", &self.internal)
+            .field("resends", &self.resends)
+            .finish()
+    }
+}
+
 /// The largest frame accepted.
 const MAX_FRAME: usize = 4 * 1024 * 1024;
 
-/// The most receive-buffer capacity an idle session keeps.
-const RX_KEEP: usize = 16 * 1024;
+/// The most receive-buffer capacity an idle session keeps: thousands of idle sessions
+/// each keep theirs, so an empty buffer above this is given back.
+const RX_KEEP: usize = 1024;
 
 /// A request the server keeps refusing this often means the session is broken (a server
 /// that never accepts our clock or salt must not make the client spin).
@@ -520,7 +533,13 @@ impl Session {
         if let Some(container) = mtp.finalize(&mut buffer)
             && (sent.len() > 1 || !self.pending.iter().any(|p| p.msg_id == Some(container)))
         {
-            self.containers.push_back((container, sent));
+            // Containers whose requests are all answered can no longer be refused.
+            let pending = &self.pending;
+            self.containers
+                .retain(|(_, ids)| ids.iter().any(|id| pending.iter().any(|p| p.id == *id)));
+            if !sent.is_empty() {
+                self.containers.push_back((container, sent));
+            }
             while self.containers.len() > 64 {
                 self.containers.pop_front();
             }

@@ -1,17 +1,21 @@
-//! The local state file: every bot's [`BotSnapshot`] by workspace id, as JSON. Where the
+//! The local state file: every bot's [`BotRecord`] by workspace id, as JSON. Where the
 //! runtimes keep what must survive a restart until the PostgreSQL store takes over. It
 //! holds auth keys: the runtime writes it readable by the owner only.
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use crate::bot::BotSnapshot;
+use crate::record::{BotRecord, SessionRecord};
 use crate::secret::Secret;
 use crate::updates::UpdateState;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -24,29 +28,57 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-pub fn encode(snapshots: &BTreeMap<String, BotSnapshot>) -> String {
-    let bots: Map<String, Value> = snapshots
-        .iter()
-        .map(|(ws, s)| {
-            let keys: Map<String, Value> =
-                s.auth_keys.iter().map(|(dc, key)| (dc.to_string(), hex(key.expose()).into())).collect();
-            let bot = json!({
-                "home_dc": s.home_dc,
-                "auth_keys": keys,
-                "authorized": s.authorized,
-                "user_id": s.user_id,
-                "username": s.username,
-                "updates": s.updates.map(|u| json!({"pts": u.pts, "qts": u.qts, "date": u.date, "seq": u.seq})),
-            });
-            (ws.clone(), bot)
-        })
-        .collect();
-    serde_json::to_string_pretty(&json!({ "version": 1, "bots": bots }))
-        .expect("JSON values serialize")
+/// The file's text. Written directly rather than through a JSON tree: the writer
+/// rewrites the whole file for ten thousand bots, a few times a second at most.
+pub fn encode(records: &BTreeMap<String, BotRecord>) -> String {
+    use std::fmt::Write as _;
+    let json = |v: &str| serde_json::to_string(v).expect("strings serialize");
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "null".into());
+    let mut out = String::with_capacity(64 + records.len() * 800);
+    out.push_str("{\"version\":1,\"bots\":{");
+    for (i, (ws, r)) in records.iter().enumerate() {
+        let s = &r.session;
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "\n{}:{{\"home_dc\":{},\"auth_keys\":{{",
+            json(ws),
+            opt(s.home_dc.map(|d| d.to_string()))
+        );
+        for (j, (dc, key)) in s.auth_keys.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "\"{dc}\":\"");
+            push_hex(&mut out, key.expose());
+            out.push('"');
+        }
+        let _ = write!(
+            out,
+            "}},\"authorized\":{},\"user_id\":{},\"username\":{},\"updates\":",
+            s.authorized,
+            opt(s.user_id.map(|id| id.to_string())),
+            opt(s.username.as_deref().map(json)),
+        );
+        match r.updates {
+            Some(u) => {
+                let _ = write!(
+                    out,
+                    "{{\"pts\":{},\"qts\":{},\"date\":{},\"seq\":{}}}}}",
+                    u.pts, u.qts, u.date, u.seq
+                );
+            }
+            None => out.push_str("null}"),
+        }
+    }
+    out.push_str("\n}}\n");
+    out
 }
 
 /// Reads a state file; an error names what is wrong (never a key).
-pub fn decode(text: &str) -> Result<BTreeMap<String, BotSnapshot>, String> {
+pub fn decode(text: &str) -> Result<BTreeMap<String, BotRecord>, String> {
     let root: Value = serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
     if root["version"] != 1 {
         return Err("unknown version (expected 1)".into());
@@ -57,12 +89,12 @@ pub fn decode(text: &str) -> Result<BTreeMap<String, BotSnapshot>, String> {
     let mut out = BTreeMap::new();
     for (ws, bot) in bots {
         let bad = |what: &str| format!("bot {ws:?}: {what}");
-        let mut snapshot = BotSnapshot {
+        let mut session = SessionRecord {
             home_dc: bot["home_dc"].as_i64().map(|d| d as i32),
             authorized: bot["authorized"].as_bool().unwrap_or(false),
             user_id: bot["user_id"].as_i64(),
             username: bot["username"].as_str().map(str::to_owned),
-            ..BotSnapshot::default()
+            ..SessionRecord::default()
         };
         for (dc, key) in bot["auth_keys"].as_object().into_iter().flatten() {
             let dc: i32 = dc.parse().map_err(|_| bad("a DC id is not a number"))?;
@@ -71,8 +103,12 @@ pub fn decode(text: &str) -> Result<BTreeMap<String, BotSnapshot>, String> {
                 .and_then(unhex)
                 .and_then(|k| k.try_into().ok())
                 .ok_or_else(|| bad("an auth key is not 512 hex digits"))?;
-            snapshot.auth_keys.insert(dc, Secret::new(key));
+            session.auth_keys.insert(dc, Secret::new(key));
         }
+        let mut record = BotRecord {
+            session,
+            updates: None,
+        };
         if let Some(u) = bot["updates"].as_object() {
             let field = |k: &str| {
                 u.get(k)
@@ -80,14 +116,14 @@ pub fn decode(text: &str) -> Result<BTreeMap<String, BotSnapshot>, String> {
                     .map(|v| v as i32)
                     .ok_or_else(|| bad("bad update state"))
             };
-            snapshot.updates = Some(UpdateState {
+            record.updates = Some(UpdateState {
                 pts: field("pts")?,
                 qts: field("qts")?,
                 date: field("date")?,
                 seq: field("seq")?,
             });
         }
-        out.insert(ws.clone(), snapshot);
+        out.insert(ws.clone(), record);
     }
     Ok(out)
 }
@@ -98,26 +134,32 @@ mod tests {
 
     #[test]
     fn snapshots_round_trip() {
-        let mut snapshot = BotSnapshot {
-            home_dc: Some(2),
-            authorized: true,
-            user_id: Some(7),
-            username: Some("b".into()),
-            ..Default::default()
+        let mut record = BotRecord {
+            session: SessionRecord {
+                home_dc: Some(2),
+                authorized: true,
+                user_id: Some(7),
+                username: Some("b".into()),
+                ..Default::default()
+            },
+            updates: None,
         };
-        snapshot.auth_keys.insert(2, Secret::new([0xab; 256]));
-        snapshot.updates = Some(UpdateState {
+        record.session.auth_keys.insert(2, Secret::new([0xab; 256]));
+        record.updates = Some(UpdateState {
             pts: 5,
             qts: 0,
             date: 9,
             seq: 1,
         });
         let all: BTreeMap<_, _> = [
-            ("ws_1".to_owned(), snapshot),
-            ("ws_2".to_owned(), BotSnapshot::default()),
+            ("ws_1".to_owned(), record),
+            ("ws_2".to_owned(), BotRecord::default()),
         ]
         .into();
-        assert_eq!(decode(&encode(&all)).unwrap(), all);
+        let text = encode(&all);
+        assert_eq!(decode(&text).unwrap(), all);
+        let odd: BTreeMap<_, _> = [("ws \"q\"\n".to_owned(), BotRecord::default())].into();
+        assert_eq!(decode(&encode(&odd)).unwrap(), odd);
     }
 
     #[test]

@@ -36,11 +36,55 @@ pub struct VoiceFile {
     pub duration_seconds: i32,
 }
 
+/// A chat, with its kind: Telegram numbers users, basic groups and channels (which
+/// include supergroups) separately, so an id alone does not name a chat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Peer {
+    /// A private chat with this user.
+    User(i64),
+    /// A basic group.
+    Chat(i64),
+    /// A supergroup or a channel.
+    Channel(i64),
+}
+
+impl Peer {
+    pub fn id(self) -> i64 {
+        match self {
+            Peer::User(id) | Peer::Chat(id) | Peer::Channel(id) => id,
+        }
+    }
+
+    /// `user`, `chat` or `channel`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Peer::User(_) => "user",
+            Peer::Chat(_) => "chat",
+            Peer::Channel(_) => "channel",
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind(), self.id())
+    }
+}
+
+impl From<&enums::Peer> for Peer {
+    fn from(p: &enums::Peer) -> Self {
+        match p {
+            enums::Peer::User(u) => Peer::User(u.user_id),
+            enums::Peer::Chat(c) => Peer::Chat(c.chat_id),
+            enums::Peer::Channel(c) => Peer::Channel(c.channel_id),
+        }
+    }
+}
+
 /// A message a bot received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IncomingMessage {
-    /// The user's id for a private chat, the chat's id for a group.
-    pub chat_id: i64,
+    pub chat: Peer,
     pub message_id: i32,
     pub from_user_id: Option<i64>,
     pub date: i32,
@@ -75,19 +119,15 @@ pub fn incoming(message: &enums::Message) -> Option<IncomingMessage> {
     if m.out {
         return None;
     }
-    let peer_id = |p: &enums::Peer| match p {
-        enums::Peer::User(u) => u.user_id,
-        enums::Peer::Chat(c) => c.chat_id,
-        enums::Peer::Channel(c) => c.channel_id,
-    };
-    let chat_id = peer_id(&m.peer_id);
-    let from_user_id = match &m.from_id {
-        Some(enums::Peer::User(u)) => Some(u.user_id),
-        Some(_) => None,
-        None => matches!(m.peer_id, enums::Peer::User(_)).then_some(chat_id),
+    let chat = Peer::from(&m.peer_id);
+    let from_user_id = match (&m.from_id, chat) {
+        (Some(enums::Peer::User(u)), _) => Some(u.user_id),
+        (Some(_), _) => None,
+        (None, Peer::User(id)) => Some(id),
+        (None, _) => None,
     };
     Some(IncomingMessage {
-        chat_id,
+        chat,
         message_id: m.id,
         from_user_id,
         date: m.date,
@@ -146,7 +186,7 @@ pub fn received(updates: &enums::Updates) -> Received {
             pts: m.pts,
             pts_count: m.pts_count,
             message: (!m.out).then(|| IncomingMessage {
-                chat_id: m.user_id,
+                chat: Peer::User(m.user_id),
                 message_id: m.id,
                 from_user_id: Some(m.user_id),
                 date: m.date,
@@ -158,7 +198,7 @@ pub fn received(updates: &enums::Updates) -> Received {
             pts: m.pts,
             pts_count: m.pts_count,
             message: (!m.out).then(|| IncomingMessage {
-                chat_id: m.chat_id,
+                chat: Peer::Chat(m.chat_id),
                 message_id: m.id,
                 from_user_id: Some(m.from_id),
                 date: m.date,

@@ -1,16 +1,10 @@
-//! The blocking runtime of telegram-bots (one OS thread per bot, for local debugging), and
-//! the blocking pieces both runtimes share: start-up (command line, configuration,
-//! logging), signals, process statistics and the health state they serve.
+//! The debugging runtime of telegram-bots: the fleet on OS threads (a thread per bot's
+//! connection, one for the fleet's deadlines), plain blocking code that a debugger reads
+//! easily. Production runs on smol (`telegram-bots-smol`); both drive the same core and
+//! share the blocking adapters of `telegram-bots-adapters`.
 //!
-//! The production runtime (`telegram-bots`, on smol) depends on this crate for those
-//! shared pieces only; everything the service decides lives in `telegram-bots-core`.
+//! - [`runner`]: the fleet behind a mutex, its effects carried out on threads.
+//! - [`server`]: `/healthz`, `/readyz` and `/metrics` on threads.
 
-pub mod bot_thread;
-pub mod fleet;
-pub mod process;
+pub mod runner;
 pub mod server;
-pub mod shared;
-pub mod signal;
-pub mod startup;
-
-pub use startup::{prepare, start, start_with};

@@ -1,28 +1,32 @@
-//! `telegram-bots-blocking`: the fleet on OS threads (one per bot), for local debugging.
+//! `telegram-bots-blocking`: the fleet on OS threads, for local debugging.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use telegram_bots_adapters::clock::now;
+use telegram_bots_adapters::{prepare, signal};
+use telegram_bots_blocking::runner::{Runner, spawn_driver};
 use telegram_bots_blocking::server::HealthServer;
-use telegram_bots_blocking::shared::SharedHealth;
-use telegram_bots_blocking::{bot_thread, fleet, prepare, signal};
-use telegram_bots_core::bot::Bot;
-use telegram_bots_core::fleet::BotStatus;
+use telegram_bots_core::fleet::{Fleet, FleetSettings};
 
 const BINARY: &str = "telegram-bots-blocking";
+/// How long a stop waits for the bots' last commits before it exits anyway (nothing is
+/// lost: what was not committed is fetched again after the restart).
+const STOP_GRACE: Duration = Duration::from_millis(1500);
 
 fn main() -> ExitCode {
-    let (config, plan) = match prepare(
+    let prepared = match prepare(
         BINARY,
-        "Telegram bot fleet on OS threads (one per bot), for local debugging",
+        "Telegram bot fleet on OS threads (a thread per bot), for local debugging",
     ) {
         Ok(prepared) => prepared,
         Err(code) => return code,
     };
+    let (config, plan) = (prepared.config, prepared.plan);
     let (stop_tx, stop_rx) = mpsc::channel();
     if let Err(e) = signal::on_stop(move || {
         let _ = stop_tx.send(());
@@ -30,8 +34,6 @@ fn main() -> ExitCode {
         tracing::error!("cannot install the signal handler: {e}");
         return ExitCode::FAILURE;
     }
-
-    let health = SharedHealth::new();
     let listener = match TcpListener::bind(config.health_addr) {
         Ok(listener) => listener,
         Err(e) => {
@@ -39,49 +41,48 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match HealthServer::start(listener, health.clone()) {
+    let fleet = Fleet::new(FleetSettings::default(), plan.session_config.clone());
+    let runner = match Runner::start(fleet, plan.dcs, plan.bind, prepared.state) {
+        Ok(runner) => runner,
+        Err(e) => {
+            tracing::error!("cannot start the state writer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match HealthServer::start(listener, runner.clone()) {
         Ok(server) => server,
         Err(e) => {
             tracing::error!("cannot start the health server: {e}");
             return ExitCode::FAILURE;
         }
     };
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let dcs = Arc::new(plan.dcs);
-    let mut threads = Vec::new();
-    for (bot_config, snapshot) in plan.bots {
-        let now_unix = fleet::now().unix_secs.max(0) as u64;
-        health
-            .lock()
-            .fleet
-            .upsert(BotStatus::new(&bot_config.workspace_id, now_unix));
-        let bot = Bot::new(bot_config, plan.session_config.clone(), snapshot);
-        match bot_thread::spawn(
-            bot,
-            dcs.clone(),
-            health.clone(),
-            plan.state.clone(),
-            stop.clone(),
-        ) {
-            Ok(thread) => threads.push(thread),
-            Err(e) => tracing::error!("cannot start a bot thread: {e}"),
+    let bots = plan.wanted.len();
+    runner.feed(|f| {
+        f.set_wanted(plan.wanted, now());
+        f.health_mut().set_serving();
+    });
+    let stopping = Arc::new(AtomicBool::new(false));
+    let driver = match spawn_driver(runner.clone(), stopping.clone(), STOP_GRACE) {
+        Ok(driver) => driver,
+        Err(e) => {
+            tracing::error!("cannot start the fleet's thread: {e}");
+            return ExitCode::FAILURE;
         }
-    }
-    health.lock().set_serving();
+    };
     tracing::info!(
-        "serving /healthz, /readyz and /metrics on {}; {} bots",
-        server.local_addr(),
-        threads.len()
+        "serving /healthz, /readyz and /metrics on {}; {bots} bots",
+        server.local_addr()
     );
 
     let _ = stop_rx.recv();
     let stop_started = Instant::now();
-    health.begin_stop();
-    stop.store(true, Ordering::SeqCst);
-    for thread in threads {
-        let _ = thread.join();
-    }
+    // Readiness turns 503 now; the log line after it may be relied on.
+    runner.feed(|f| f.stop(now()));
+    stopping.store(true, Ordering::SeqCst);
+    runner.wake();
+    tracing::info!("stop signal received (SIGTERM/SIGINT), stopping bots...");
+    let _ = driver.join();
+    runner.finish();
     server.stop();
     tracing::info!("stopped in {} ms", stop_started.elapsed().as_millis());
     ExitCode::SUCCESS

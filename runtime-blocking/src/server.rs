@@ -12,7 +12,7 @@ use telegram_bots_core::http::{
     ACCEPT_ERROR_PAUSE, DRAIN_TIMEOUT, HttpConnection, MAX_CONNECTIONS, Response,
 };
 
-use crate::shared::SharedHealth;
+use telegram_bots_adapters::health::Responder;
 
 /// A running health server.
 #[derive(Debug)]
@@ -25,7 +25,10 @@ pub struct HealthServer {
 
 impl HealthServer {
     /// Serves `health` on `listener` until [`stop`](Self::stop).
-    pub fn start(listener: TcpListener, health: SharedHealth) -> io::Result<Self> {
+    pub fn start(
+        listener: TcpListener,
+        health: Arc<dyn Responder + Send + Sync>,
+    ) -> io::Result<Self> {
         let addr = listener.local_addr()?;
         let stopping = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
@@ -72,7 +75,7 @@ fn wake_addr(addr: SocketAddr) -> SocketAddr {
 
 fn accept_loop(
     listener: &TcpListener,
-    health: &SharedHealth,
+    health: &Arc<dyn Responder + Send + Sync>,
     stopping: &AtomicBool,
     active: &Arc<AtomicUsize>,
 ) {
@@ -101,7 +104,7 @@ fn accept_loop(
             .stack_size(128 * 1024)
             .spawn(move || {
                 let _guard = guard;
-                serve(stream, &health);
+                serve(stream, &*health);
             });
         if let Err(e) = spawned {
             tracing::warn!("health server cannot start a connection thread: {e}");
@@ -124,7 +127,7 @@ fn refuse(mut stream: TcpStream) {
 }
 
 /// Drives one connection until the core says it is closed.
-fn serve(mut stream: TcpStream, health: &SharedHealth) {
+fn serve(mut stream: TcpStream, health: &dyn Responder) {
     let mut conn = HttpConnection::new(Instant::now());
     let mut buf = [0u8; 4096];
     let mut shut_down_write = false;

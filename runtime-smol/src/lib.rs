@@ -1,6 +1,28 @@
-//! The production runtime of telegram-bots on smol: one executor thread runs every bot
-//! task and the health server; blocking IO (PostgreSQL, S3, Inngest) goes to smol's
-//! blocking pool through the adapters in `telegram-bots-blocking`.
+//! The production runtime of telegram-bots on smol: one executor thread runs the fleet
+//! (a task per open connection, one driver task) and the health server; the state is
+//! written by one writer thread. The process has a handful of threads whatever the
+//! number of bots.
+//!
+//! - [`driver`]: the fleet in a cell, its effects carried out, its deadlines and the
+//!   store's answers fed back.
+//! - [`conn`]: one task per connection to Telegram.
+//! - [`server`]: `/healthz`, `/readyz` and `/metrics`.
 
-pub mod bot_task;
+pub mod conn;
+pub mod driver;
 pub mod server;
+
+use std::time::Instant;
+
+use telegram_bots_adapters::health::{Responder, process_sample};
+use telegram_bots_core::http::{Request, Response};
+
+impl Responder for driver::Runtime {
+    fn respond(&self, request: &Request) -> Response {
+        let sample = process_sample(request);
+        self.fleet
+            .borrow()
+            .health()
+            .respond(request, Instant::now(), sample.as_ref())
+    }
+}

@@ -11,17 +11,17 @@ use smol::LocalExecutor;
 use smol::channel;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use telegram_bots_blocking::shared::SharedHealth;
+use telegram_bots_adapters::health::Responder;
 use telegram_bots_core::http::{
     ACCEPT_ERROR_PAUSE, DRAIN_TIMEOUT, HttpConnection, MAX_CONNECTIONS, Response,
 };
 
 /// Serves `health` on `listener` until `stop` resolves, then drains requests in progress
 /// for up to [`DRAIN_TIMEOUT`].
-pub async fn serve(
+pub async fn serve<R: Responder + 'static>(
     ex: &Rc<LocalExecutor<'_>>,
     listener: Async<TcpListener>,
-    health: SharedHealth,
+    health: Rc<R>,
     stop: impl Future<Output = ()>,
 ) {
     // Every connection task holds a clone of `active`; the receiver sees the channel
@@ -45,7 +45,7 @@ pub async fn serve(
             let (guard, health) = (active.clone(), health.clone());
             ex.spawn(async move {
                 let _guard = guard;
-                serve_connection(stream, &health).await;
+                serve_connection(stream, &*health).await;
             })
             .detach();
         }
@@ -73,7 +73,7 @@ async fn refuse(mut stream: Async<TcpStream>) {
 }
 
 /// Drives one connection until the core says it is closed.
-async fn serve_connection(mut stream: Async<TcpStream>, health: &SharedHealth) {
+async fn serve_connection(mut stream: Async<TcpStream>, health: &impl Responder) {
     let mut conn = HttpConnection::new(Instant::now());
     let mut buf = [0u8; 4096];
     let mut shut_down_write = false;

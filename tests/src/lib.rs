@@ -16,6 +16,7 @@ pub mod fake_dc;
 pub mod http;
 pub mod inngest;
 pub mod json_server;
+pub mod memory_net;
 pub mod net;
 pub mod postgres;
 pub mod process;

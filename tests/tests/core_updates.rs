@@ -1,7 +1,7 @@
 //! The core's reading of Telegram's update shapes, on objects built like the fake DC's.
 
 use grammers_tl_types::{enums, types};
-use telegram_bots_core::updates::{self, Received};
+use telegram_bots_core::updates::{self, Peer, Received};
 use telegram_bots_tests::fake_dc::tl_defaults;
 
 fn message(id: i32, peer: enums::Peer) -> enums::Message {
@@ -38,8 +38,8 @@ fn supergroup_messages_are_handed_on() {
     let got = updates::channel_messages(&u);
     assert_eq!(got.len(), 1);
     assert_eq!(
-        (got[0].chat_id, got[0].message_id, got[0].from_user_id),
-        (555, 9, Some(77))
+        (got[0].chat, got[0].message_id, got[0].from_user_id),
+        (Peer::Channel(555), 9, Some(77))
     );
     let Received::Updates(account) = updates::received(&u) else {
         panic!()
@@ -52,8 +52,8 @@ fn private_and_group_messages_carry_their_sender() {
     let private = message(1, enums::Peer::User(types::PeerUser { user_id: 42 }));
     let m = updates::incoming(&private).unwrap();
     assert_eq!(
-        (m.chat_id, m.from_user_id, m.text.as_str()),
-        (42, Some(42), "hello")
+        (m.chat, m.from_user_id, m.text.as_str()),
+        (Peer::User(42), Some(42), "hello")
     );
     let mut outgoing = tl_defaults::message(
         2,
@@ -66,6 +66,46 @@ fn private_and_group_messages_carry_their_sender() {
         updates::incoming(&enums::Message::Message(outgoing)).is_none(),
         "the bot's own messages are not incoming"
     );
+}
+
+/// Telegram numbers users, basic groups and channels separately: the same number in two
+/// kinds of chat is two chats, and a message keeps which one it came from.
+#[test]
+fn a_chat_keeps_its_kind_so_equal_ids_do_not_collide() {
+    let in_group = message(3, enums::Peer::Chat(types::PeerChat { chat_id: 42 }));
+    let in_channel = message(
+        3,
+        enums::Peer::Channel(types::PeerChannel { channel_id: 42 }),
+    );
+    let private = message(3, enums::Peer::User(types::PeerUser { user_id: 42 }));
+    let chats: Vec<Peer> = [in_group, in_channel, private]
+        .iter()
+        .map(|m| updates::incoming(m).unwrap().chat)
+        .collect();
+    assert_eq!(chats, [Peer::Chat(42), Peer::Channel(42), Peer::User(42)]);
+    assert_eq!(chats[0].to_string(), "chat 42");
+    let group_short = enums::Updates::UpdateShortChatMessage(types::UpdateShortChatMessage {
+        out: false,
+        mentioned: false,
+        media_unread: false,
+        silent: false,
+        id: 6,
+        from_id: 7,
+        chat_id: 42,
+        message: "hi all".into(),
+        pts: 12,
+        pts_count: 1,
+        date: 0,
+        fwd_from: None,
+        via_bot_id: None,
+        reply_to: None,
+        entities: None,
+        ttl_period: None,
+    });
+    let Received::Updates(list) = updates::received(&group_short) else {
+        panic!()
+    };
+    assert_eq!(list[0].message.as_ref().unwrap().chat, Peer::Chat(42));
 }
 
 #[test]

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use telegram_bots_core::config::{self, Config, LogLevel};
 
+use crate::plan::{Plan, plan};
+use crate::state_writer::StateFile;
+
 #[derive(Debug, Parser)]
 struct Cli {
     #[command(subcommand)]
@@ -29,15 +32,29 @@ pub fn start(binary: &'static str, about: &'static str) -> Result<Config, ExitCo
     start_with(binary, about).map(|(config, _)| config)
 }
 
-/// Start-up as both binaries do it: [`start`], then the fleet's plan (bots file, state
-/// file, RSA key). A bad plan prints one line and gives exit code 2.
-pub fn prepare(
-    binary: &'static str,
-    about: &'static str,
-) -> Result<(Config, crate::fleet::FleetPlan), ExitCode> {
+/// What both binaries start from.
+#[derive(Debug)]
+pub struct Prepared {
+    pub config: Config,
+    pub plan: Plan,
+    pub state: StateFile,
+}
+
+/// Start-up as both binaries do it: [`start`], then the state file (read, and checked to
+/// be writable) and the fleet's plan (bots file, RSA key). A problem prints one line and
+/// gives exit code 2.
+pub fn prepare(binary: &'static str, about: &'static str) -> Result<Prepared, ExitCode> {
     let (config, bots_file) = start_with(binary, about)?;
-    match crate::fleet::plan(&config, bots_file.as_deref()) {
-        Ok(plan) => Ok((config, plan)),
+    let prepared = StateFile::open(&config.state_file).and_then(|state| {
+        let plan = plan(&config, bots_file.as_deref(), state.records())?;
+        Ok((plan, state))
+    });
+    match prepared {
+        Ok((plan, state)) => Ok(Prepared {
+            config,
+            plan,
+            state,
+        }),
         Err(line) => {
             eprintln!("{binary}: {line}");
             Err(ExitCode::from(2))

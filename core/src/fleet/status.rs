@@ -1,8 +1,5 @@
-//! The fleet: the bots this process owns and what each one is doing, as the health
-//! surface reports it.
-//!
-//! The bot state machines that drive these states arrive with the MTProto core; until then
-//! the fleet is a plain table that a runtime fills, and an empty fleet is reported as such.
+//! What the health surface knows about the fleet: each bot's state, and the counters
+//! behind `/metrics`.
 
 use std::collections::BTreeMap;
 
@@ -47,11 +44,13 @@ impl BotState {
         }
     }
 
-    /// Whether the bot has reached a state that start-up waits for. `Failed` counts: a
-    /// revoked token needs a person, not a restart, and must not hold a rollout hostage
-    /// (it stays visible in `/readyz` details and in metrics).
-    pub fn is_settled(self) -> bool {
-        matches!(self, BotState::Running | BotState::Failed)
+    /// Whether a bot in this state has had its first try: it runs, waits to retry, or
+    /// needs a person. Readiness waits for every bot's first try, not for its success.
+    pub fn has_been_tried(self) -> bool {
+        matches!(
+            self,
+            BotState::Running | BotState::Backoff | BotState::Failed
+        )
     }
 }
 
@@ -66,9 +65,11 @@ pub struct BotStatus {
     pub since: u64,
     /// The last error, already free of secrets.
     pub last_error: Option<String>,
+    /// The bot has had its first try (see [`BotState::has_been_tried`]).
+    pub tried: bool,
     /// Reconnections since the process started.
     pub reconnects: u64,
-    /// Messages received since the process started.
+    /// Messages received and durably handed on since the process started.
     pub messages: u64,
 }
 
@@ -81,51 +82,47 @@ impl BotStatus {
             state: BotState::Connecting,
             since: now_unix,
             last_error: None,
+            tried: false,
             reconnects: 0,
             messages: 0,
         }
     }
 
-    /// Applies what the bot reported.
-    pub fn record(&mut self, event: &crate::bot::BotEvent, now_unix: u64) {
-        use crate::bot::BotEvent;
-        match event {
-            BotEvent::State { state, reason } => {
-                if *state != self.state {
-                    self.since = now_unix;
-                }
-                self.state = *state;
-                if reason.is_some() {
-                    self.last_error = reason.clone();
-                } else if *state == BotState::Running {
-                    self.last_error = None;
-                }
-            }
-            BotEvent::Snapshot(snapshot) => {
-                if snapshot.username.is_some() {
-                    self.username = snapshot.username.clone();
-                }
-            }
-            BotEvent::Message(_) => self.messages += 1,
-            BotEvent::Reconnecting => self.reconnects += 1,
+    /// The bot entered `state`, for `reason` if it is trouble.
+    pub fn set_state(&mut self, state: BotState, reason: Option<String>, now_unix: u64) {
+        if state != self.state {
+            self.since = now_unix;
+        }
+        self.state = state;
+        self.tried |= state.has_been_tried();
+        if reason.is_some() {
+            self.last_error = reason;
+        } else if state == BotState::Running {
+            self.last_error = None;
         }
     }
 }
 
-impl Fleet {
-    /// The status of one bot, to update it.
-    pub fn get_mut(&mut self, workspace_id: &str) -> Option<&mut BotStatus> {
-        self.bots.get_mut(workspace_id)
-    }
-}
-
-/// The bots of this process, keyed by workspace id.
+/// Process-wide counters, by what they count.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Fleet {
-    bots: BTreeMap<String, BotStatus>,
+pub struct Counters {
+    /// Warnings by kind (see [`crate::bot::Warning::kind`]).
+    pub warnings: BTreeMap<&'static str, u64>,
+    /// Bots restarted after an internal error.
+    pub bot_restarts: u64,
+    /// Commits written, and commits the store refused.
+    pub commits: u64,
+    pub commit_failures: u64,
 }
 
-impl Fleet {
+/// The bots of this process, keyed by workspace id, and the fleet's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetStatus {
+    bots: BTreeMap<String, BotStatus>,
+    pub counters: Counters,
+}
+
+impl FleetStatus {
     pub fn new() -> Self {
         Self::default()
     }
@@ -133,6 +130,10 @@ impl Fleet {
     /// Adds or replaces the status of one bot.
     pub fn upsert(&mut self, status: BotStatus) {
         self.bots.insert(status.workspace_id.clone(), status);
+    }
+
+    pub fn get_mut(&mut self, workspace_id: &str) -> Option<&mut BotStatus> {
+        self.bots.get_mut(workspace_id)
     }
 
     pub fn remove(&mut self, workspace_id: &str) -> Option<BotStatus> {
@@ -156,9 +157,9 @@ impl Fleet {
         self.bots.values().filter(|b| b.state == state).count()
     }
 
-    /// Every bot has settled (see [`BotState::is_settled`]); true for an empty fleet.
-    pub fn is_settled(&self) -> bool {
-        self.bots.values().all(|b| b.state.is_settled())
+    /// Bots that have not had their first try yet.
+    pub fn untried(&self) -> usize {
+        self.bots.values().filter(|b| !b.tried).count()
     }
 }
 
@@ -166,25 +167,37 @@ impl Fleet {
 mod tests {
     use super::*;
 
-    fn bot(ws: &str, state: BotState) -> BotStatus {
-        BotStatus {
-            state,
-            ..BotStatus::new(ws, 0)
+    #[test]
+    fn a_bot_counts_as_tried_once_it_has_run_waited_or_failed() {
+        let mut status = BotStatus::new("ws_1", 0);
+        for state in [
+            BotState::Handshaking,
+            BotState::Authorizing,
+            BotState::Syncing,
+        ] {
+            status.set_state(state, None, 1);
+            assert!(!status.tried, "{state:?}");
         }
+        status.set_state(BotState::Backoff, Some("connection lost".into()), 2);
+        assert!(status.tried);
+        assert_eq!(status.last_error.as_deref(), Some("connection lost"));
+        status.set_state(BotState::Connecting, None, 3);
+        assert!(status.tried, "tried stays tried");
+        status.set_state(BotState::Running, None, 4);
+        assert_eq!((status.last_error, status.since), (None, 4));
     }
 
     #[test]
-    fn fleet_settles_when_every_bot_runs_or_has_failed() {
-        let mut fleet = Fleet::new();
-        assert!(fleet.is_settled());
-        fleet.upsert(bot("ws_2", BotState::Running));
-        fleet.upsert(bot("ws_1", BotState::Syncing));
-        assert!(!fleet.is_settled());
-        fleet.upsert(bot("ws_1", BotState::Failed));
-        assert!(fleet.is_settled());
-        assert_eq!(fleet.len(), 2);
-        assert_eq!(fleet.count(BotState::Running), 1);
+    fn the_table_is_in_workspace_order_and_counts_untried_bots() {
+        let mut fleet = FleetStatus::new();
+        fleet.upsert(BotStatus::new("ws_2", 0));
+        fleet.upsert(BotStatus::new("ws_1", 0));
+        fleet
+            .get_mut("ws_2")
+            .unwrap()
+            .set_state(BotState::Running, None, 1);
         let order: Vec<_> = fleet.bots().map(|b| b.workspace_id.as_str()).collect();
         assert_eq!(order, ["ws_1", "ws_2"]);
+        assert_eq!((fleet.untried(), fleet.count(BotState::Running)), (1, 1));
     }
 }

@@ -1,0 +1,646 @@
+//! One bot's life: `Connecting -> (Handshaking) -> Authorizing -> Syncing -> Running`,
+//! with `Backoff`, `Failed` and `Stopping -> Stopped`, over a [`Session`].
+//!
+//! It logs in with `auth.importBotAuthorization` only when its record says the key is not
+//! logged in (a login on every start draws FLOOD_WAIT of 1000-3000 s), learns its
+//! username, takes or catches up its update state, and hands every incoming message on.
+//! Connection losses bring a capped exponential backoff with full jitter that resets only
+//! after the bot has run stably for a while; FLOOD_WAIT is honoured; `USER_MIGRATE` moves
+//! the bot's home DC; an unknown, logged-out or duplicated key leads to a new handshake or
+//! login; a rejected token ends in `Failed` without retries.
+//!
+//! Its outputs are one ordered stream ([`Bot::poll_output`]): connections to open, bytes
+//! to send, and [`Commit`]s that carry the new record together with the messages it
+//! covers. A message counts as handled, and the update state as persisted, only when the
+//! runtime reports the commit written ([`Bot::handle_committed`]).
+//!
+//! Every connection has a number; what a runtime reports about a connection the bot has
+//! already left (a write that failed on it, its close) is ignored, so a stale report can
+//! neither start a second backoff nor leave a deadline behind.
+
+mod commits;
+mod sync;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use grammers_tl_types::enums;
+
+use crate::backoff;
+use crate::fleet::BotState;
+use crate::random::Random;
+use crate::record::{BotRecord, Commit, CommitId, SessionRecord};
+use crate::secret::Secret;
+use crate::session::{Now, RequestId, Session, SessionConfig, SessionError, SessionEvent};
+
+use self::commits::Commits;
+
+/// A bot's fixed settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BotConfig {
+    pub workspace_id: String,
+    pub token: Secret<String>,
+    pub api_id: i32,
+    pub api_hash: Secret<String>,
+    /// The DC to try first when the record has no home DC.
+    pub default_dc: i32,
+}
+
+impl BotConfig {
+    /// The bot's user id: the numeric prefix of its token.
+    pub fn token_user_id(&self) -> Option<i64> {
+        self.token.expose().split(':').next()?.parse().ok()
+    }
+}
+
+/// The number of one of a bot's connections.
+pub type ConnNo = u32;
+
+/// What the bot asks of its runtime, and what it reports, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BotOutput {
+    /// Open a connection to this DC, then call [`Bot::handle_connected`] (or
+    /// [`Bot::handle_disconnected`] if it cannot be opened).
+    Connect { conn: ConnNo, dc: i32 },
+    /// Write these bytes to the connection.
+    Send { conn: ConnNo, bytes: Vec<u8> },
+    /// Close the connection. No report about it is needed (one that comes is ignored).
+    Disconnect { conn: ConnNo },
+    /// Write this commit to the store, then call [`Bot::handle_committed`].
+    Commit(Commit),
+    /// The bot entered `state`.
+    State {
+        state: BotState,
+        reason: Option<String>,
+    },
+    /// A commit is durable: its messages are handed on.
+    Committed(Commit),
+    /// The store refused a commit; it is retried.
+    CommitFailed { error: String },
+    /// The bot reconnects after a backoff.
+    Reconnecting,
+    /// Something went wrong that loses nothing but must not go unseen.
+    Warning(Warning),
+}
+
+/// Trouble worth a log line and a counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Warning {
+    /// `differenceTooLong`: Telegram keeps no more; updates up to this many pts are gone.
+    UpdatesSkipped { pts: i32 },
+    /// An answer that does not parse.
+    Unparsable { what: &'static str },
+    /// Updates that arrived during a sync were dropped; the sync fetches them again.
+    HeldDropped,
+    /// Telegram refused the stored update state (`PERSISTENT_TIMESTAMP_*`): the bot
+    /// starts from the current state, and what came in between is not fetched.
+    StateReset { error: String },
+    /// `AUTH_KEY_DUPLICATED`: the key was used from two places at once and is dead; a
+    /// new handshake and login follow.
+    KeyDuplicated,
+    /// Too many messages wait for the store: new updates are left for getDifference to
+    /// fetch once the store catches up.
+    Backlogged,
+    /// A sync while running failed; it is tried again on the same connection.
+    SyncRetried { error: String, after: Duration },
+}
+
+impl Warning {
+    /// Every [`Warning::kind`], so that metrics show each one from the start.
+    pub const KINDS: [&'static str; 7] = [
+        "updates_skipped",
+        "unparsable_answer",
+        "held_updates_dropped",
+        "update_state_reset",
+        "auth_key_duplicated",
+        "store_backlog",
+        "sync_retried",
+    ];
+
+    /// A short stable name, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Warning::UpdatesSkipped { .. } => "updates_skipped",
+            Warning::Unparsable { .. } => "unparsable_answer",
+            Warning::HeldDropped => "held_updates_dropped",
+            Warning::StateReset { .. } => "update_state_reset",
+            Warning::KeyDuplicated => "auth_key_duplicated",
+            Warning::Backlogged => "store_backlog",
+            Warning::SyncRetried { .. } => "sync_retried",
+        }
+    }
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::UpdatesSkipped { pts } => write!(
+                f,
+                "Telegram keeps no older updates (differenceTooLong): {pts} pts skipped"
+            ),
+            Warning::Unparsable { what } => write!(f, "an answer ({what}) does not parse"),
+            Warning::HeldDropped => f.write_str(
+                "too many updates arrived during a sync: the oldest were dropped and are fetched again",
+            ),
+            Warning::StateReset { error } => write!(
+                f,
+                "Telegram refused the stored update state ({error}): starting from the current one"
+            ),
+            Warning::KeyDuplicated => f.write_str(
+                "the auth key was used from two places at once (AUTH_KEY_DUPLICATED): it is dropped, a new key and login follow",
+            ),
+            Warning::Backlogged => f.write_str(
+                "too many messages wait for the store: new updates are fetched once it catches up",
+            ),
+            Warning::SyncRetried { error, after } => write!(
+                f,
+                "catching up failed ({error}); trying again in {} s on the same connection",
+                after.as_secs()
+            ),
+        }
+    }
+}
+
+/// How long a handshake, login or sync may take before the bot reconnects.
+pub const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A bot that has run this long is stable: its reconnect backoff starts over.
+pub const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// With no update for this long, a running bot checks in with getDifference (Telegram's
+/// advice), so that a revoked token or a silent gap is noticed.
+pub const CHECK_IN_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Reconnect backoff: full jitter over 1 s doubling to 5 min.
+const RECONNECT_BASE: Duration = Duration::from_secs(1);
+const RECONNECT_CAP: Duration = Duration::from_secs(300);
+/// Telegram's DC ids are small; anything else in a migrate error is nonsense.
+const MAX_DC_ID: i32 = 1000;
+
+/// The connection, as far as the bot knows.
+enum Link {
+    None,
+    /// Asked for with [`BotOutput::Connect`]; not open yet.
+    Opening,
+    Open(Box<Session>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Call {
+    Login,
+    GetMe,
+    GetState,
+    GetDifference,
+}
+
+/// One bot.
+pub struct Bot {
+    config: Arc<BotConfig>,
+    session_config: Arc<SessionConfig>,
+    /// The record as the bot knows it; ahead of the store by what is in `commits`.
+    record: BotRecord,
+    commits: Commits,
+    state: BotState,
+    conn: ConnNo,
+    link: Link,
+    calls: Vec<(RequestId, Call)>,
+    /// Failed connection attempts since the bot last ran stably.
+    attempts: u32,
+    /// When to reconnect; set only in `Backoff` (cleared by [`Bot::set_state`]).
+    retry_at: Option<Instant>,
+    /// When a handshake, login or sync in progress is given up (a server that answers
+    /// pings but not the request must not hold the bot forever).
+    phase_deadline: Option<Instant>,
+    running_since: Option<Instant>,
+    /// When the last update or difference arrived (for the check-in).
+    last_update: Instant,
+    /// A getDifference or getState is in flight: updates are held until it is done.
+    syncing: bool,
+    /// A failed sync while running is tried again then, on the same connection.
+    resync_at: Option<Instant>,
+    /// New updates were left to getDifference because the store is behind.
+    backlogged: bool,
+    /// Updates that arrived during a sync, replayed after it.
+    held: VecDeque<enums::Updates>,
+    /// Home-DC moves and re-logins on this connection attempt (each capped).
+    migrations: u32,
+    relogins: u32,
+    /// Transport -404s in a row: the key is dropped on the second, as one could be forged.
+    unknown_key_strikes: u32,
+    /// The latest `now` seen, for steps that get none of their own.
+    now: Instant,
+    out: VecDeque<BotOutput>,
+}
+
+impl fmt::Debug for Bot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bot")
+            .field("workspace_id", &self.config.workspace_id)
+            .field("state", &self.state)
+            .field("conn", &self.conn)
+            .field("record", &self.record)
+            .field("session", &self.session())
+            .field("calls", &self.calls)
+            .field("attempts", &self.attempts)
+            .field("held", &self.held.len())
+            .field("commits", &self.commits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bot {
+    /// A bot with its stored record (or none), not started yet.
+    pub fn new(
+        config: Arc<BotConfig>,
+        session_config: Arc<SessionConfig>,
+        record: Option<BotRecord>,
+        now: Instant,
+    ) -> Bot {
+        // A token of another bot (the workspace's token was replaced) starts afresh: the
+        // stored login belongs to the old bot.
+        let token_user = config.token_user_id();
+        let record = record.filter(|r| r.session.user_id.is_none_or(|id| Some(id) == token_user));
+        Bot {
+            record: record.unwrap_or_default(),
+            commits: Commits::default(),
+            config,
+            session_config,
+            state: BotState::Stopped,
+            conn: 0,
+            link: Link::None,
+            calls: Vec::new(),
+            attempts: 0,
+            retry_at: None,
+            phase_deadline: None,
+            running_since: None,
+            last_update: now,
+            syncing: false,
+            resync_at: None,
+            backlogged: false,
+            held: VecDeque::new(),
+            migrations: 0,
+            relogins: 0,
+            unknown_key_strikes: 0,
+            now,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Starts the bot: it asks for a connection at once.
+    pub fn start(&mut self, now: Instant) {
+        self.now = now;
+        if self.state == BotState::Stopped {
+            self.connect();
+        }
+    }
+
+    pub fn state(&self) -> BotState {
+        self.state
+    }
+
+    /// The record as the bot knows it (the store may be behind by what is in flight).
+    pub fn record(&self) -> &BotRecord {
+        &self.record
+    }
+
+    pub fn config(&self) -> &BotConfig {
+        &self.config
+    }
+
+    pub fn workspace_id(&self) -> &str {
+        &self.config.workspace_id
+    }
+
+    /// Stopped, and everything it received is durable: the bot can be dropped.
+    pub fn is_finished(&self) -> bool {
+        self.state == BotState::Stopped && self.commits.is_settled()
+    }
+
+    fn home_dc(&self) -> i32 {
+        self.record
+            .session
+            .home_dc
+            .unwrap_or(self.config.default_dc)
+    }
+
+    fn session(&self) -> Option<&Session> {
+        match &self.link {
+            Link::Open(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    /// Changes the session record; the change goes into the next commit.
+    fn session_record(&mut self) -> &mut SessionRecord {
+        self.commits.session_changed();
+        &mut self.record.session
+    }
+
+    fn set_state(&mut self, state: BotState, reason: Option<String>) {
+        let in_progress = matches!(
+            state,
+            BotState::Handshaking | BotState::Authorizing | BotState::Syncing
+        );
+        if !in_progress {
+            self.phase_deadline = None;
+        } else if self.state != state {
+            self.phase_deadline = Some(self.now + PHASE_TIMEOUT);
+        }
+        if state != BotState::Backoff {
+            self.retry_at = None;
+        }
+        if state != BotState::Running {
+            self.running_since = None;
+            self.resync_at = None;
+        }
+        if self.state != state || reason.is_some() {
+            self.state = state;
+            self.out.push_back(BotOutput::State { state, reason });
+        }
+    }
+
+    fn connect(&mut self) {
+        self.close();
+        self.conn = self.conn.wrapping_add(1);
+        self.link = Link::Opening;
+        self.set_state(BotState::Connecting, None);
+        let dc = self.home_dc();
+        self.out.push_back(BotOutput::Connect {
+            conn: self.conn,
+            dc,
+        });
+    }
+
+    /// Leaves the current connection, if any.
+    fn close(&mut self) {
+        if !matches!(self.link, Link::None) {
+            self.out
+                .push_back(BotOutput::Disconnect { conn: self.conn });
+        }
+        self.link = Link::None;
+        self.calls.clear();
+        self.syncing = false;
+    }
+
+    /// The connection asked for by [`BotOutput::Connect`] is open.
+    pub fn handle_connected(&mut self, conn: ConnNo, now: Now, random: &mut impl Random) {
+        self.now = now.instant;
+        if conn != self.conn || !matches!(self.link, Link::Opening) {
+            return;
+        }
+        let dc = self.home_dc();
+        let key = self.record.session.auth_keys.get(&dc).map(|k| *k.expose());
+        if key.is_none() {
+            self.set_state(BotState::Handshaking, None);
+        }
+        self.relogins = 0;
+        let session = Session::new(self.session_config.clone(), key, now, random);
+        self.link = Link::Open(Box::new(session));
+        self.drive(random);
+    }
+
+    /// Bytes read from the connection.
+    pub fn handle_input(&mut self, conn: ConnNo, data: &[u8], now: Now, random: &mut impl Random) {
+        self.now = now.instant;
+        if conn != self.conn {
+            return;
+        }
+        if let Link::Open(session) = &mut self.link {
+            session.handle_input(data, now, random);
+        }
+        self.drive(random);
+    }
+
+    /// The connection failed, closed, or could not be opened.
+    pub fn handle_disconnected(&mut self, conn: ConnNo, now: Now, random: &mut impl Random) {
+        self.now = now.instant;
+        if conn != self.conn || matches!(self.link, Link::None) {
+            return;
+        }
+        self.link = Link::None;
+        self.calls.clear();
+        self.syncing = false;
+        self.back_off(random, "connection lost".into(), None);
+        self.flush_commits();
+    }
+
+    /// The store's answer to [`BotOutput::Commit`] `id`.
+    pub fn handle_committed(
+        &mut self,
+        id: CommitId,
+        result: Result<(), String>,
+        now: Now,
+        random: &mut impl Random,
+    ) {
+        self.now = now.instant;
+        let error = result.as_ref().err().cloned();
+        match self.commits.handle_result(id, result, now.instant, random) {
+            Some(commit) => self.out.push_back(BotOutput::Committed(commit)),
+            None => {
+                if let Some(error) = error {
+                    self.out.push_back(BotOutput::CommitFailed { error });
+                }
+            }
+        }
+        if self.state == BotState::Stopping && self.commits.is_settled() {
+            self.set_state(BotState::Stopped, None);
+        }
+        self.resume_after_backlog();
+        self.flush_commits();
+    }
+
+    pub fn handle_timeout(&mut self, now: Now, random: &mut impl Random) {
+        self.now = now.instant;
+        let due = |at: Option<Instant>| at.is_some_and(|at| now.instant >= at);
+        if due(self.phase_deadline) {
+            self.phase_deadline = None;
+            self.close();
+            let what = self.state.as_str();
+            self.back_off(
+                random,
+                format!("no answer from Telegram while {what}"),
+                None,
+            );
+        } else if due(self.retry_at) {
+            self.retry_at = None;
+            self.out.push_back(BotOutput::Reconnecting);
+            self.connect();
+        } else {
+            if let Link::Open(session) = &mut self.link {
+                session.handle_timeout(now);
+            }
+            if due(self.resync_at) {
+                self.resync_at = None;
+                self.resync();
+            }
+            if due(self.check_in_at()) {
+                // Quiet for long: ask Telegram whether anything was missed.
+                self.start_difference();
+            }
+            self.drive(random);
+        }
+        self.flush_commits();
+    }
+
+    /// Stops: closes the connection and finishes once everything received is durable.
+    pub fn stop(&mut self, now: Instant) {
+        self.now = now;
+        if matches!(self.state, BotState::Stopping | BotState::Stopped) {
+            return;
+        }
+        self.close();
+        self.held.clear();
+        self.set_state(BotState::Stopping, None);
+        if self.commits.is_settled() {
+            self.set_state(BotState::Stopped, None);
+        }
+        self.flush_commits();
+    }
+
+    pub fn poll_output(&mut self) -> Option<BotOutput> {
+        self.out.pop_front()
+    }
+
+    /// When [`Bot::handle_timeout`] is due. After `handle_timeout(now)` this is never at or
+    /// before `now`: every deadline that passed has been acted on.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.retry_at,
+            self.phase_deadline,
+            self.resync_at,
+            self.check_in_at(),
+            self.commits.poll_timeout(),
+            self.session().and_then(Session::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn check_in_at(&self) -> Option<Instant> {
+        (self.state == BotState::Running && !self.syncing && self.resync_at.is_none())
+            .then(|| self.last_update + CHECK_IN_AFTER)
+    }
+
+    /// Hands the next commit to the runtime, if one is due.
+    fn flush_commits(&mut self) {
+        if let Some(commit) = self.commits.poll(&self.record, self.now) {
+            self.out.push_back(BotOutput::Commit(commit));
+        }
+    }
+
+    /// Moves session output to the bot's outputs and session events into its life.
+    fn drive(&mut self, random: &mut impl Random) {
+        while let Link::Open(session) = &mut self.link {
+            if let Some(bytes) = session.poll_transmit() {
+                self.out.push_back(BotOutput::Send {
+                    conn: self.conn,
+                    bytes,
+                });
+                continue;
+            }
+            let Some(event) = session.poll_event() else {
+                break;
+            };
+            self.on_session_event(event, random);
+        }
+        self.flush_commits();
+    }
+
+    fn on_session_event(&mut self, event: SessionEvent, random: &mut impl Random) {
+        match event {
+            SessionEvent::Ready { new_key } => {
+                if let Some(finished) = new_key {
+                    let dc = self.home_dc();
+                    let session = self.session_record();
+                    session.auth_keys.insert(dc, Secret::new(finished.auth_key));
+                    session.home_dc = Some(dc);
+                    // A new key is logged in as nobody.
+                    session.authorized = false;
+                }
+                if self.record.session.authorized {
+                    self.sync();
+                } else {
+                    self.login();
+                }
+            }
+            SessionEvent::Result { id, body } => {
+                if let Some(call) = self.take_call(id) {
+                    // The DC answers: the key is known, and a long sync is progressing.
+                    self.unknown_key_strikes = 0;
+                    if self.phase_deadline.is_some() {
+                        self.phase_deadline = Some(self.now + PHASE_TIMEOUT);
+                    }
+                    self.on_result(call, &body, random);
+                }
+            }
+            SessionEvent::Error { id, error } => {
+                if let Some(call) = self.take_call(id) {
+                    self.on_error(call, error, random);
+                }
+            }
+            SessionEvent::Update(bytes) => {
+                use grammers_tl_types::Deserializable as _;
+                match enums::Updates::from_bytes(&bytes) {
+                    Ok(updates) => self.on_updates(updates),
+                    Err(_) => {
+                        // Whatever it was may have moved pts: fetch the difference.
+                        self.warn(Warning::Unparsable { what: "Updates" });
+                        self.start_difference();
+                    }
+                }
+            }
+            SessionEvent::Failed(error) => {
+                self.close();
+                if error == SessionError::UnknownAuthKey {
+                    self.unknown_key_strikes += 1;
+                }
+                if self.unknown_key_strikes >= 2 {
+                    // The DC forgot the key (twice in a row, so not one forged -404): a
+                    // new handshake, then a new login.
+                    self.unknown_key_strikes = 0;
+                    self.drop_home_key();
+                }
+                self.back_off(random, error.to_string(), None);
+            }
+        }
+    }
+
+    fn take_call(&mut self, id: RequestId) -> Option<Call> {
+        let i = self.calls.iter().position(|(x, _)| *x == id)?;
+        Some(self.calls.remove(i).1)
+    }
+
+    fn invoke(&mut self, call: Call, body: Vec<u8>) {
+        if let Link::Open(session) = &mut self.link {
+            let id = session.invoke(body);
+            self.calls.push((id, call));
+        }
+    }
+
+    fn drop_home_key(&mut self) {
+        let dc = self.home_dc();
+        let session = self.session_record();
+        session.auth_keys.remove(&dc);
+        session.authorized = false;
+    }
+
+    fn warn(&mut self, warning: Warning) {
+        self.out.push_back(BotOutput::Warning(warning));
+    }
+
+    /// Waits before the next connection attempt: full jitter over an exponential ceiling
+    /// that starts over once the bot has run stably; at least `at_least` (FLOOD_WAIT).
+    fn back_off(&mut self, random: &mut impl Random, reason: String, at_least: Option<Duration>) {
+        if self
+            .running_since
+            .is_some_and(|since| self.now.saturating_duration_since(since) >= STABLE_AFTER)
+        {
+            self.attempts = 0;
+        }
+        let delay = backoff::full_jitter(RECONNECT_BASE, RECONNECT_CAP, self.attempts, random)
+            .max(at_least.unwrap_or_default());
+        self.attempts = self.attempts.saturating_add(1);
+        self.set_state(BotState::Backoff, Some(reason));
+        self.retry_at = Some(self.now + delay);
+    }
+}
