@@ -20,7 +20,7 @@ macro_rules! e2e_suite {
         $crate::e2e_suite!(@tests $binary;
             three_bots_run_and_a_rejected_token_fails, messages_reach_the_right_bot,
             dropped_connections_come_back, a_restart_reuses_keys_and_logins,
-            a_panicking_bot_restarts_alone);
+            a_panicking_bot_restarts_alone, a_fleet_of_300_restarts_without_a_login);
     };
     (@tests $binary:expr; $($name:ident),*) => {
         $(
@@ -40,20 +40,32 @@ pub struct World {
 }
 
 impl World {
+    /// bot1..bot3, and a token Telegram rejects.
     pub fn new() -> World {
+        World::with_bots(3, true)
+    }
+
+    /// bot1..bot`n` (workspaces ws_1..), and `ws_revoked` when `revoked`.
+    pub fn with_bots(n: usize, revoked: bool) -> World {
         let telegram = FakeTelegram::start(2).expect("start the fake DCs");
-        for i in 1..=3 {
-            telegram
-                .add_bot(&format!("700000{i}:AAtoken-{i}"), &format!("bot{i}"))
-                .unwrap();
+        let token = |i: usize| format!("{}:AAtoken-{i}", 7_000_000 + i);
+        for i in 1..=n {
+            telegram.add_bot(&token(i), &format!("bot{i}")).unwrap();
         }
         let dir = temp_dir("telegram-bots-e2e");
-        let mut bots: String = (1..=3)
+        let mut bots: String = (1..=n)
             .map(|i| {
-                format!("[[bot]]\nworkspace_id = \"ws_{i}\"\ntoken = \"700000{i}:AAtoken-{i}\"\n\n")
+                format!(
+                    "[[bot]]\nworkspace_id = \"ws_{i}\"\ntoken = \"{}\"\n\n",
+                    token(i)
+                )
             })
             .collect();
-        bots.push_str("[[bot]]\nworkspace_id = \"ws_revoked\"\ntoken = \"7000009:AAnot-a-bot\"\n");
+        if revoked {
+            bots.push_str(
+                "[[bot]]\nworkspace_id = \"ws_revoked\"\ntoken = \"6999999:AAnot-a-bot\"\n",
+            );
+        }
         std::fs::write(dir.join("bots.toml"), bots).unwrap();
         std::fs::write(dir.join("dc.pem"), telegram.rsa_public_key_pem()).unwrap();
         World { telegram, dir }
@@ -298,6 +310,12 @@ pub fn a_restart_reuses_keys_and_logins(binary: &Path) {
 pub fn a_panicking_bot_restarts_alone(binary: &Path) {
     let world = World::new();
     let service = world.start(binary);
+    // What the restart starts from: the login saved in the state file.
+    until("bot2's login saved", &service, || {
+        let state = std::fs::read_to_string(world.dir.join("state.json")).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&state)
+            .is_ok_and(|s| s["bots"]["ws_2"]["authorized"] == true)
+    });
     world
         .telegram
         .add_fault(
@@ -353,5 +371,58 @@ pub fn a_panicking_bot_restarts_alone(binary: &Path) {
         1,
         "a restart is no new login"
     );
+    stop(service);
+}
+
+/// Three hundred bots: all run; after a restart every one is back without a login or a
+/// handshake; one that Telegram keeps refusing leaves the process ready and shows in its
+/// details.
+pub fn a_fleet_of_300_restarts_without_a_login(binary: &Path) {
+    let world = World::with_bots(300, false);
+    let service = world.start(binary);
+    let ready = http::get(service.health_addr, "/readyz").json();
+    assert_eq!(ready["bots"], 300, "all running once ready");
+    stop(service);
+    let stats = world.stats();
+    let (logins, handshakes) = (stats["logins"].clone(), stats["handshakes"].clone());
+    assert_eq!(handshakes, 300);
+
+    world
+        .telegram
+        .add_fault(Fault {
+            seconds: 3600,
+            times: 1000,
+            ..Fault::new(FaultKind::FloodWait)
+                .for_bot("bot7")
+                .for_method("updates.getDifference")
+        })
+        .unwrap();
+    let service = world.start(binary);
+    let ready = http::get(service.health_addr, "/readyz");
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    let ready = ready.json();
+    assert_eq!(ready["bots"], 299);
+    let ws_7 = ready["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["workspace_id"] == "ws_7")
+        .unwrap()
+        .clone();
+    assert_eq!(ws_7["state"], "backoff", "{ws_7}");
+    assert!(
+        ws_7["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("FLOOD_WAIT_3600"),
+        "{ws_7}"
+    );
+    let stats = world.stats();
+    assert_eq!(stats["logins"], logins, "no login after the restart");
+    assert_eq!(
+        stats["handshakes"], handshakes,
+        "no handshake after the restart"
+    );
+    assert_eq!(stats["auth_key_conflicts"], 0);
     stop(service);
 }

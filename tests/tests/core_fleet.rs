@@ -1,0 +1,574 @@
+//! The core's fleet driver against the fake DC, both sans-IO, in memory, with a fake
+//! clock: admission control, a staggered start, reconciling the wanted set, restarts
+//! after a panic, readiness that does not flap, a failing store, and a clean stop.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use telegram_bots_core::bot::BotConfig;
+use telegram_bots_core::fleet::admission::AdmissionLimits;
+use telegram_bots_core::fleet::{
+    BotId, BotState, ConnId, Effect, Fleet, FleetEvent, FleetSettings, WantedBot,
+};
+use telegram_bots_core::random::Seeded;
+use telegram_bots_core::record::{BotRecord, Commit, SessionRecord};
+use telegram_bots_core::secret::Secret;
+use telegram_bots_core::session::Now;
+use telegram_bots_core::updates::UpdateState;
+use telegram_bots_tests::fake_dc::FakeTelegram;
+use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
+use telegram_bots_tests::memory_net::MemoryNet;
+
+/// A fleet wired to the fake DC and to a store, in memory.
+struct Sim {
+    telegram: FakeTelegram,
+    fleet: Fleet,
+    net: MemoryNet<ConnId>,
+    now: Now,
+    random: Seeded,
+    /// What the store holds, by workspace.
+    durable: BTreeMap<String, BotRecord>,
+    /// Messages of written commits, by workspace.
+    delivered: BTreeMap<String, Vec<i32>>,
+    /// Commits handed over and not answered yet.
+    handed: Vec<(BotId, String, Commit)>,
+    /// Refuse writes with this error.
+    store_error: Option<String>,
+    events: Vec<FleetEvent>,
+    /// When each connection was asked for.
+    connects: Vec<(Instant, ConnId)>,
+    /// The most connects and handshakes seen in flight at once.
+    peak_in_flight: usize,
+}
+
+fn settings(max_in_flight: usize, per_second: u32, burst: u32) -> FleetSettings {
+    FleetSettings {
+        admission: AdmissionLimits {
+            max_in_flight,
+            per_second,
+            burst,
+        },
+        ..FleetSettings::default()
+    }
+}
+
+fn real_now() -> Now {
+    let unix_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    Now {
+        instant: Instant::now(),
+        unix_secs,
+    }
+}
+
+fn token(i: usize) -> String {
+    format!("{}:AAfleet-{i}", 7_100_000 + i)
+}
+
+fn config(ws: &str, token: &str) -> BotConfig {
+    BotConfig {
+        workspace_id: ws.into(),
+        token: Secret::new(token.into()),
+        api_id: 1,
+        api_hash: Secret::new("0123456789abcdef0123456789abcdef".into()),
+        default_dc: 1,
+    }
+}
+
+impl Sim {
+    /// A fake DC with bots 0..n and a fleet with these settings (nothing wanted yet).
+    fn new(n: usize, settings: FleetSettings) -> Sim {
+        let telegram = FakeTelegram::start(1).unwrap();
+        for i in 0..n {
+            telegram.add_bot(&token(i), &format!("bot{i}")).unwrap();
+        }
+        let fleet = Fleet::new(settings, telegram_bots_tests::fake_dc::session_config());
+        let mut sim = Sim {
+            telegram,
+            fleet,
+            net: MemoryNet::new(),
+            now: real_now(),
+            random: Seeded::new(7),
+            durable: BTreeMap::new(),
+            delivered: BTreeMap::new(),
+            handed: Vec::new(),
+            store_error: None,
+            events: Vec::new(),
+            connects: Vec::new(),
+            peak_in_flight: 0,
+        };
+        sim.fleet.health_mut().set_serving();
+        sim
+    }
+
+    /// Bots `range`, each with what the store has for it.
+    fn wanted(&self, range: std::ops::Range<usize>) -> Vec<WantedBot> {
+        range
+            .map(|i| {
+                let ws = format!("ws_{i}");
+                WantedBot {
+                    record: self.durable.get(&ws).cloned(),
+                    config: config(&ws, &token(i)),
+                }
+            })
+            .collect()
+    }
+
+    /// Gives bot `i` a stored session the fake DC knows (as after an earlier run).
+    fn stored_session(&mut self, i: usize) {
+        let key: [u8; 256] = std::array::from_fn(|b| (b as u8) ^ (i as u8) ^ 0x5a);
+        let key = {
+            let mut k = key;
+            k[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            k
+        };
+        self.telegram
+            .add_auth_key(1, key, Some(&format!("bot{i}")))
+            .unwrap();
+        let mut session = SessionRecord {
+            home_dc: Some(1),
+            authorized: true,
+            user_id: Some(7_100_000 + i as i64),
+            username: Some(format!("bot{i}")),
+            ..SessionRecord::default()
+        };
+        session.auth_keys.insert(1, Secret::new(key));
+        self.durable.insert(
+            format!("ws_{i}"),
+            BotRecord {
+                session,
+                updates: Some(UpdateState {
+                    pts: 1,
+                    ..UpdateState::default()
+                }),
+            },
+        );
+    }
+
+    fn set_wanted(&mut self, wanted: Vec<WantedBot>) {
+        self.fleet.set_wanted(wanted, self.now);
+        self.run();
+    }
+
+    /// Carries out effects, writes and answers commits, and delivers the DC's pushes
+    /// until all are quiet.
+    fn run(&mut self) {
+        for _ in 0..1_000_000 {
+            self.peak_in_flight = self.peak_in_flight.max(self.fleet.admission_load().0);
+            while let Some(event) = self.fleet.poll_event() {
+                self.events.push(event);
+            }
+            if let Some(effect) = self.fleet.poll_effect() {
+                self.carry_out(effect);
+                continue;
+            }
+            if !self.handed.is_empty() {
+                for (bot, ws, commit) in std::mem::take(&mut self.handed) {
+                    let result = match &self.store_error {
+                        Some(e) => Err(e.clone()),
+                        None => {
+                            self.durable.entry(ws.clone()).or_default().apply(&commit);
+                            let ids = commit.messages.iter().map(|m| m.message_id);
+                            self.delivered.entry(ws).or_default().extend(ids);
+                            Ok(())
+                        }
+                    };
+                    self.fleet
+                        .handle_committed(bot, commit.id, result, self.now, &mut self.random);
+                }
+                continue;
+            }
+            let Some((conn, answer)) = self.net.poll_push(&self.telegram) else {
+                return;
+            };
+            for frame in answer.frames {
+                self.fleet
+                    .handle_input(conn, &frame, self.now, &mut self.random);
+            }
+            if answer.closed {
+                self.fleet
+                    .handle_disconnected(conn, self.now, &mut self.random);
+            }
+        }
+        panic!("no quiet point");
+    }
+
+    fn carry_out(&mut self, effect: Effect) {
+        match effect {
+            Effect::Connect { conn, dc } => {
+                self.connects.push((self.now.instant, conn));
+                self.net.connect(&self.telegram, conn, dc);
+                self.fleet
+                    .handle_connected(conn, self.now, &mut self.random);
+            }
+            Effect::Send { conn, bytes } => match self.net.send(&self.telegram, &conn, &bytes) {
+                None => self
+                    .fleet
+                    .handle_disconnected(conn, self.now, &mut self.random),
+                Some(answer) => {
+                    for frame in answer.frames {
+                        self.fleet
+                            .handle_input(conn, &frame, self.now, &mut self.random);
+                    }
+                    if answer.closed {
+                        self.fleet
+                            .handle_disconnected(conn, self.now, &mut self.random);
+                    }
+                }
+            },
+            Effect::Disconnect { conn } => self.net.disconnect(&self.telegram, &conn),
+            Effect::Commit {
+                bot,
+                workspace_id,
+                commit,
+            } => self.handed.push((bot, workspace_id, commit)),
+        }
+    }
+
+    /// Moves the clock to the fleet's next deadline and runs; afterwards no deadline is
+    /// left at or before now.
+    fn advance(&mut self) -> Duration {
+        let at = self.fleet.poll_timeout().expect("a deadline");
+        let waited = at.saturating_duration_since(self.now.instant);
+        self.now.instant = at.max(self.now.instant);
+        self.now.unix_secs += waited.as_secs() as i64;
+        self.fleet.handle_timeout(self.now, &mut self.random);
+        self.run();
+        if let Some(next) = self.fleet.poll_timeout() {
+            assert!(next > self.now.instant, "a deadline in the past");
+        }
+        waited
+    }
+
+    /// Advances until `done`, for at most `limit` of fake time.
+    fn advance_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) {
+        let end = self.now.instant + limit;
+        while !done(self) {
+            assert!(
+                self.now.instant < end,
+                "not within {limit:?}: {:?}",
+                self.states()
+            );
+            self.advance();
+        }
+    }
+
+    fn state(&self, ws: &str) -> BotState {
+        self.fleet
+            .health()
+            .fleet
+            .bots()
+            .find(|b| b.workspace_id == ws)
+            .unwrap_or_else(|| panic!("no {ws}"))
+            .state
+    }
+
+    fn states(&self) -> Vec<(String, BotState)> {
+        self.fleet
+            .health()
+            .fleet
+            .bots()
+            .map(|b| (b.workspace_id.clone(), b.state))
+            .collect()
+    }
+
+    fn running(&self) -> usize {
+        self.fleet.health().fleet.count(BotState::Running)
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        match self.fleet.health().not_ready_reason(self.now.instant) {
+            None => Ok(()),
+            Some(reason) => Err(reason),
+        }
+    }
+}
+
+#[test]
+fn admission_bounds_connects_and_handshakes_in_flight() {
+    let mut sim = Sim::new(40, settings(8, 10_000, 1000));
+    let wanted = sim.wanted(0..40);
+    sim.set_wanted(wanted);
+    assert_eq!(sim.running(), 40, "{:?}", sim.states());
+    assert_eq!(sim.peak_in_flight, 8, "the bound is used, and never passed");
+    assert_eq!(sim.telegram.stats()["handshakes"], 40);
+    assert_eq!(sim.fleet.admission_load(), (0, 0), "every permit is back");
+    sim.ready().unwrap();
+}
+
+#[test]
+fn the_start_is_staggered_at_the_admission_rate() {
+    let mut sim = Sim::new(30, settings(1000, 10, 5));
+    for i in 0..30 {
+        sim.stored_session(i);
+    }
+    let start = sim.now.instant;
+    let wanted = sim.wanted(0..30);
+    sim.set_wanted(wanted);
+    assert_eq!(sim.connects.len(), 5, "the burst goes at once");
+    sim.advance_until(Duration::from_secs(10), |s| s.running() == 30);
+    let times: Vec<Duration> = sim.connects.iter().map(|(at, _)| *at - start).collect();
+    for pair in times[5..].windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_millis(100), "{times:?}");
+    }
+    let last = *times.last().unwrap();
+    assert!(
+        last >= Duration::from_millis(2500) && last <= Duration::from_millis(2600),
+        "25 after the burst at 10 a second: {last:?}"
+    );
+    let stats = sim.telegram.stats();
+    let logins: u64 = stats["logins"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|n| n.as_u64())
+        .sum();
+    assert_eq!(
+        (stats["handshakes"].as_u64(), logins),
+        (Some(0), 0),
+        "stored sessions"
+    );
+}
+
+#[test]
+fn the_wanted_set_is_reconciled_without_a_restart() {
+    let mut sim = Sim::new(4, FleetSettings::default());
+    let wanted = sim.wanted(0..2);
+    sim.set_wanted(wanted);
+    assert_eq!(sim.running(), 2);
+    // ws_1 leaves, ws_2 comes.
+    let mut wanted = sim.wanted(0..1);
+    wanted.extend(sim.wanted(2..3));
+    sim.set_wanted(wanted);
+    assert_eq!(
+        sim.states(),
+        [
+            ("ws_0".to_owned(), BotState::Running),
+            ("ws_2".to_owned(), BotState::Running)
+        ]
+    );
+    assert_eq!(sim.fleet.len(), 2);
+    let live = sim.telegram.stats()["live_connections"].clone();
+    assert!(
+        live.get("bot1").is_none_or(|n| n == 0),
+        "ws_1's connection is closed: {live}"
+    );
+    // ws_0's token is replaced by bot3's: the old bot stops and saves first, then the
+    // new one logs in afresh (the stored login was the old bot's).
+    let mut wanted = vec![WantedBot {
+        config: config("ws_0", &token(3)),
+        record: sim.durable.get("ws_0").cloned(),
+    }];
+    wanted.extend(sim.wanted(2..3));
+    sim.set_wanted(wanted);
+    sim.advance_until(Duration::from_secs(5), |s| s.running() == 2);
+    let stats = sim.telegram.stats();
+    assert_eq!(stats["logins"]["bot3"], 1);
+    let ws0 = sim.fleet.health().fleet.bots().next().unwrap().clone();
+    assert_eq!(
+        (ws0.workspace_id.as_str(), ws0.username.as_deref()),
+        ("ws_0", Some("bot3"))
+    );
+    assert_eq!(
+        sim.durable["ws_0"].session.username.as_deref(),
+        Some("bot3")
+    );
+    // Unchanged wanted set: nothing happens.
+    let connects = sim.connects.len();
+    let wanted = vec![
+        WantedBot {
+            config: config("ws_0", &token(3)),
+            record: None,
+        },
+        sim.wanted(2..3).remove(0),
+    ];
+    sim.set_wanted(wanted);
+    assert_eq!(sim.connects.len(), connects);
+}
+
+#[test]
+fn a_panicking_bot_restarts_from_its_committed_record() {
+    let mut sim = Sim::new(2, FleetSettings::default());
+    let wanted = sim.wanted(0..2);
+    sim.set_wanted(wanted);
+    assert_eq!(sim.running(), 2);
+    sim.telegram
+        .add_fault(
+            Fault::new(FaultKind::BareFutureSalt)
+                .for_bot("bot1")
+                .for_method("updates.getDifference"),
+        )
+        .unwrap();
+    sim.telegram
+        .add_fault(Fault::new(FaultKind::DropConnections).for_bot("bot1"))
+        .unwrap();
+    sim.run();
+    sim.advance_until(Duration::from_secs(5), |s| {
+        s.fleet.health().fleet.counters.bot_restarts == 1
+    });
+    let status = sim
+        .fleet
+        .health()
+        .fleet
+        .bots()
+        .find(|b| b.workspace_id == "ws_1")
+        .unwrap()
+        .clone();
+    assert_eq!(status.state, BotState::Backoff);
+    assert!(status.last_error.unwrap().starts_with("internal error"));
+    assert!(
+        sim.events.iter().any(
+            |e| matches!(e, FleetEvent::Panicked { workspace_id, .. } if workspace_id == "ws_1")
+        )
+    );
+    sim.ready().unwrap();
+    // A message while it waits arrives after the restart, which reuses the saved login.
+    sim.telegram
+        .send_text("bot1", 4, "after the panic")
+        .unwrap();
+    sim.advance_until(Duration::from_secs(400), |s| {
+        s.state("ws_1") == BotState::Running
+    });
+    sim.run();
+    assert_eq!(sim.delivered["ws_1"].len(), 1, "{:?}", sim.events);
+    assert_eq!(sim.telegram.stats()["logins"]["bot1"], 1);
+    assert_eq!(
+        sim.state("ws_0"),
+        BotState::Running,
+        "the other bot never noticed"
+    );
+}
+
+#[test]
+fn one_bot_in_trouble_leaves_the_fleet_ready() {
+    let mut sim = Sim::new(3, FleetSettings::default());
+    sim.telegram
+        .add_fault(Fault {
+            seconds: 3000,
+            times: 100,
+            ..Fault::new(FaultKind::FloodWait)
+                .for_bot("bot1")
+                .for_method("updates.getState")
+        })
+        .unwrap();
+    let mut wanted = sim.wanted(0..3);
+    wanted.push(WantedBot {
+        config: config("ws_revoked", "7199999:AAnot-a-bot"),
+        record: None,
+    });
+    sim.set_wanted(wanted);
+    assert_eq!(sim.running(), 2);
+    assert_eq!(sim.state("ws_1"), BotState::Backoff);
+    assert_eq!(sim.state("ws_revoked"), BotState::Failed);
+    sim.ready().unwrap();
+    // And it stays ready while the bot keeps failing.
+    for _ in 0..5 {
+        sim.advance();
+        sim.ready().unwrap();
+    }
+    let details = sim
+        .fleet
+        .health()
+        .fleet
+        .bots()
+        .find(|b| b.workspace_id == "ws_1")
+        .unwrap()
+        .clone();
+    assert!(details.last_error.unwrap().contains("FLOOD_WAIT_3000"));
+}
+
+#[test]
+fn readiness_waits_for_every_bots_first_try() {
+    let mut sim = Sim::new(20, settings(4, 10, 4));
+    for i in 0..20 {
+        sim.stored_session(i);
+    }
+    let wanted = sim.wanted(0..20);
+    sim.set_wanted(wanted);
+    assert!(
+        sim.ready()
+            .unwrap_err()
+            .starts_with("starting bots (16 not tried yet)")
+    );
+    sim.advance_until(Duration::from_secs(5), |s| s.ready().is_ok());
+    assert_eq!(sim.running(), 20);
+}
+
+#[test]
+fn a_failing_store_shows_in_readiness_and_loses_nothing() {
+    let mut sim = Sim::new(1, FleetSettings::default());
+    let wanted = sim.wanted(0..1);
+    sim.set_wanted(wanted);
+    sim.store_error = Some("STATE_FILE /data/state.json: No space left on device".into());
+    let sent: Vec<i32> = (0..3)
+        .map(|_| sim.telegram.send_text("bot0", 5, "hi").unwrap().message_id)
+        .collect();
+    sim.run();
+    assert_eq!(
+        sim.ready().unwrap_err(),
+        "cannot save the bots' state: STATE_FILE /data/state.json: No space left on device"
+    );
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| matches!(e, FleetEvent::StoreFailing { .. }))
+    );
+    let failures = sim.fleet.health().fleet.counters.commit_failures;
+    sim.advance();
+    assert!(
+        sim.fleet.health().fleet.counters.commit_failures > failures,
+        "retried"
+    );
+    sim.store_error = None;
+    sim.advance_until(Duration::from_secs(60), |s| s.ready().is_ok());
+    assert_eq!(sim.delivered["ws_0"], sent);
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| matches!(e, FleetEvent::StoreRecovered))
+    );
+}
+
+#[test]
+fn a_stop_finishes_once_everything_received_is_durable() {
+    let mut sim = Sim::new(2, FleetSettings::default());
+    let wanted = sim.wanted(0..2);
+    sim.set_wanted(wanted);
+    let sent = sim
+        .telegram
+        .send_text("bot0", 5, "just before the stop")
+        .unwrap();
+    // Deliver the push, but keep the commit unanswered.
+    while let Some((conn, answer)) = sim.net.poll_push(&sim.telegram) {
+        for frame in answer.frames {
+            sim.fleet
+                .handle_input(conn, &frame, sim.now, &mut sim.random);
+        }
+    }
+    let mut pending = Vec::new();
+    while let Some(effect) = sim.fleet.poll_effect() {
+        match effect {
+            Effect::Commit {
+                bot,
+                workspace_id,
+                commit,
+            } => pending.push((bot, workspace_id, commit)),
+            other => sim.carry_out(other),
+        }
+    }
+    assert_eq!(pending.len(), 1);
+    sim.fleet.stop(sim.now);
+    assert!(!sim.fleet.is_stopped(), "a commit is still being written");
+    assert!(sim.ready().unwrap_err().contains("shutting down"));
+    sim.handed = pending;
+    sim.run();
+    assert!(sim.fleet.is_stopped());
+    assert_eq!(sim.delivered["ws_0"], [sent.message_id]);
+    assert_eq!(
+        sim.telegram.stats()["connections"],
+        0,
+        "every connection closed"
+    );
+}
