@@ -13,6 +13,7 @@ pub mod bench;
 pub mod conformance;
 pub mod e2e;
 pub mod fake_dc;
+pub mod fleet_bench;
 pub mod http;
 pub mod inngest;
 pub mod json_server;

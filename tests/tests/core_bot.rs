@@ -174,7 +174,7 @@ impl Sim {
 
     fn carry_out(&mut self, output: BotOutput) {
         match output {
-            BotOutput::Connect { conn, dc } => {
+            BotOutput::Connect { conn, dc, .. } => {
                 self.connects.push(dc);
                 if self.refuse > 0 {
                     self.refuse -= 1;

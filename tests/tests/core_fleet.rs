@@ -37,14 +37,16 @@ struct Sim {
     events: Vec<FleetEvent>,
     /// When each connection was asked for.
     connects: Vec<(Instant, ConnId)>,
-    /// The most connects and handshakes seen in flight at once.
+    /// The most connects, and handshakes, seen in flight at once.
     peak_in_flight: usize,
+    peak_handshakes: usize,
 }
 
 fn settings(max_in_flight: usize, per_second: u32, burst: u32) -> FleetSettings {
     FleetSettings {
         admission: AdmissionLimits {
             max_in_flight,
+            max_handshakes: max_in_flight,
             per_second,
             burst,
         },
@@ -98,6 +100,7 @@ impl Sim {
             events: Vec::new(),
             connects: Vec::new(),
             peak_in_flight: 0,
+            peak_handshakes: 0,
         };
         sim.fleet.health_mut().set_serving();
         sim
@@ -156,7 +159,9 @@ impl Sim {
     /// until all are quiet.
     fn run(&mut self) {
         for _ in 0..1_000_000 {
-            self.peak_in_flight = self.peak_in_flight.max(self.fleet.admission_load().0);
+            let (in_flight, handshakes, _) = self.fleet.admission_load();
+            self.peak_in_flight = self.peak_in_flight.max(in_flight);
+            self.peak_handshakes = self.peak_handshakes.max(handshakes);
             while let Some(event) = self.fleet.poll_event() {
                 self.events.push(event);
             }
@@ -294,8 +299,39 @@ fn admission_bounds_connects_and_handshakes_in_flight() {
     assert_eq!(sim.running(), 40, "{:?}", sim.states());
     assert_eq!(sim.peak_in_flight, 8, "the bound is used, and never passed");
     assert_eq!(sim.telegram.stats()["handshakes"], 40);
-    assert_eq!(sim.fleet.admission_load(), (0, 0), "every permit is back");
+    assert_eq!(
+        sim.fleet.admission_load(),
+        (0, 0, 0),
+        "every permit is back"
+    );
     sim.ready().unwrap();
+}
+
+#[test]
+fn handshakes_are_bounded_apart_and_stored_sessions_are_not_held_up_by_them() {
+    let mut sim = Sim::new(30, FleetSettings::default());
+    for i in 20..30 {
+        sim.stored_session(i);
+    }
+    let wanted = sim.wanted(0..30);
+    sim.set_wanted(wanted);
+    assert_eq!(sim.running(), 30);
+    let limits = FleetSettings::default().admission;
+    assert_eq!(sim.peak_handshakes, limits.max_handshakes);
+    assert!(sim.peak_in_flight <= limits.max_in_flight);
+    // The stored sessions (bots 21 to 30) did not wait behind the handshakes queued
+    // before them: all went before the ninth handshake.
+    let position = |bot: u64| {
+        sim.connects
+            .iter()
+            .position(|(_, c)| c.bot.0 == bot)
+            .unwrap()
+    };
+    assert!(
+        (21..=30).all(|bot| position(bot) < position(9)),
+        "{:?}",
+        sim.connects
+    );
 }
 
 #[test]

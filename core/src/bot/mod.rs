@@ -62,8 +62,13 @@ pub type ConnNo = u32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BotOutput {
     /// Open a connection to this DC, then call [`Bot::handle_connected`] (or
-    /// [`Bot::handle_disconnected`] if it cannot be opened).
-    Connect { conn: ConnNo, dc: i32 },
+    /// [`Bot::handle_disconnected`] if it cannot be opened). `handshake`: there is no
+    /// key for this DC yet, so the connection starts with a handshake.
+    Connect {
+        conn: ConnNo,
+        dc: i32,
+        handshake: bool,
+    },
     /// Write these bytes to the connection.
     Send { conn: ConnNo, bytes: Vec<u8> },
     /// Close the connection. No report about it is needed (one that comes is ignored).
@@ -367,6 +372,7 @@ impl Bot {
         self.out.push_back(BotOutput::Connect {
             conn: self.conn,
             dc,
+            handshake: !self.record.session.auth_keys.contains_key(&dc),
         });
     }
 

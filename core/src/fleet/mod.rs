@@ -23,7 +23,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::admission::{Admission, AdmissionLimits};
+use self::admission::{Admission, AdmissionLimits, Kind};
 pub use self::status::{BotState, BotStatus, Counters, FleetStatus};
 use self::timers::Timers;
 use crate::backoff;
@@ -141,7 +141,8 @@ struct Slot {
     conn: Option<ConnNo>,
     /// A connection asked for and waiting for admission.
     parked: Option<(ConnNo, i32)>,
-    holds_permit: bool,
+    /// The admission permit the bot holds while connecting and handshaking.
+    permit: Option<Kind>,
     restart_at: Option<Instant>,
     panics: u32,
     running_since: Option<Instant>,
@@ -218,9 +219,13 @@ impl Fleet {
         self.slots.get(&bot).map(|s| &s.committed)
     }
 
-    /// Connects and handshakes in flight, and bots waiting for admission.
-    pub fn admission_load(&self) -> (usize, usize) {
-        (self.admission.in_flight(), self.admission.waiting())
+    /// Connects in flight, handshakes among them, and bots waiting for admission.
+    pub fn admission_load(&self) -> (usize, usize, usize) {
+        (
+            self.admission.in_flight(),
+            self.admission.handshakes(),
+            self.admission.waiting(),
+        )
     }
 
     /// Reconciles the running bots with `wanted`: starts the new, stops the removed,
@@ -420,7 +425,7 @@ impl Fleet {
                 in_flight: None,
                 conn: None,
                 parked: None,
-                holds_permit: false,
+                permit: None,
                 restart_at: None,
                 panics: 0,
                 running_since: None,
@@ -499,10 +504,19 @@ impl Fleet {
             };
             let ws = &slot.config.workspace_id;
             match output {
-                BotOutput::Connect { conn, dc } => {
+                BotOutput::Connect {
+                    conn,
+                    dc,
+                    handshake,
+                } => {
                     slot.conn = Some(conn);
                     slot.parked = Some((conn, dc));
-                    self.admission.request(id);
+                    let kind = if handshake {
+                        Kind::Handshake
+                    } else {
+                        Kind::Resume
+                    };
+                    self.admission.request(id, kind);
                 }
                 BotOutput::Send { conn, bytes } => {
                     self.effects.push_back(Effect::Send {
@@ -586,9 +600,10 @@ impl Fleet {
             .bot
             .as_ref()
             .is_some_and(|b| matches!(b.state(), BotState::Connecting | BotState::Handshaking));
-        if slot.holds_permit && (!connecting || slot.conn.is_none()) {
-            slot.holds_permit = false;
-            self.admission.release();
+        if !connecting || slot.conn.is_none() {
+            if let Some(kind) = slot.permit.take() {
+                self.admission.release(kind);
+            }
         }
     }
 
@@ -611,16 +626,16 @@ impl Fleet {
 
     /// Hands out free admission permits.
     fn admit(&mut self, now: Instant) {
-        while let Some(id) = self.admission.admit(now) {
+        while let Some((id, kind)) = self.admission.admit(now) {
             let Some(slot) = self.slots.get_mut(&id) else {
-                self.admission.release();
+                self.admission.release(kind);
                 continue;
             };
             let Some((no, dc)) = slot.parked.take() else {
-                self.admission.release();
+                self.admission.release(kind);
                 continue;
             };
-            slot.holds_permit = true;
+            slot.permit = Some(kind);
             self.effects.push_back(Effect::Connect {
                 conn: ConnId { bot: id, no },
                 dc,
@@ -658,8 +673,8 @@ impl Fleet {
         if !retiring {
             slot.restart_at = Some(now.instant + delay);
         }
-        if std::mem::take(&mut slot.holds_permit) {
-            self.admission.release();
+        if let Some(kind) = slot.permit.take() {
+            self.admission.release(kind);
         }
         let ws = slot.config.workspace_id.clone();
         self.health.fleet.counters.bot_restarts += 1;
@@ -694,8 +709,8 @@ impl Fleet {
         for id in finished {
             let slot = self.slots.remove(&id).expect("listed above");
             self.timers.remove(id);
-            if slot.holds_permit {
-                self.admission.release();
+            if let Some(kind) = slot.permit {
+                self.admission.release(kind);
             }
             if slot.parked.is_some() {
                 self.admission.cancel(&id);
