@@ -48,6 +48,10 @@ struct Sim {
     refuse: usize,
     /// The DC reads but never answers (a server that hangs).
     mute: bool,
+    /// Writes so far, and from which one on they are lost on the way (the DC never sees
+    /// them, so it never answers; what it pushes still arrives).
+    sends: usize,
+    lose_from_send: Option<usize>,
     /// When the bot leaves a connection for another DC, report the old one's close too,
     /// as a runtime whose reader saw the DC hang up would.
     stale_close_on_move: bool,
@@ -113,6 +117,8 @@ impl Sim {
             connects: Vec::new(),
             refuse: 0,
             mute: false,
+            sends: 0,
+            lose_from_send: None,
             stale_close_on_move: false,
             stale_reports: 0,
             failed_sends: 0,
@@ -186,6 +192,10 @@ impl Sim {
                 self.bot.handle_connected(conn, self.now, &mut self.random);
             }
             BotOutput::Send { conn, bytes } => {
+                self.sends += 1;
+                if self.lose_from_send.is_some_and(|n| self.sends >= n) {
+                    return;
+                }
                 match self.net.send(&self.telegram, &conn, &bytes) {
                     // As the runtimes do: a failed write is a lost connection.
                     None => {
@@ -929,4 +939,65 @@ fn check_committed_pts(sim: &Sim, sent: &[telegram_bots_tests::fake_dc::world::S
             s.pts
         );
     }
+}
+
+#[test]
+fn updates_telegram_no_longer_has_are_warned_about() {
+    let mut first = Sim::new(telegram(1), TOKEN, None);
+    first.bot.stop(first.now.instant);
+    first.run();
+    let record = first.store.durable.clone();
+    let telegram = first.telegram;
+    // More than Telegram keeps for a difference while the bot is down.
+    let behind = telegram_bots_tests::fake_dc::world::MAX_DIFFERENCE + 5;
+    for _ in 0..behind {
+        telegram.send_text("bot1", 5, "lost").unwrap();
+    }
+    let sim = Sim::new(telegram, TOKEN, Some(record));
+    assert_eq!(sim.bot.state(), BotState::Running, "{:?}", sim.notes);
+    assert!(
+        sim.warnings()
+            .contains(&&Warning::UpdatesSkipped { pts: behind }),
+        "{:?}",
+        sim.warnings()
+    );
+    assert_eq!(sim.store.durable.updates.unwrap().pts, behind + 1);
+}
+
+#[test]
+fn updates_beyond_what_a_sync_can_hold_are_dropped_with_a_warning_and_fetched_again() {
+    let mut first = Sim::new(telegram(1), TOKEN, None);
+    first.bot.stop(first.now.instant);
+    first.run();
+    let record = first.store.durable.clone();
+    // The sync never gets its answer (after the first exchange, which tells the bot the
+    // salt and the DC the session), while the DC keeps pushing.
+    let mut sim = Sim::idle(first.telegram, TOKEN, Some(record));
+    sim.lose_from_send = Some(2);
+    sim.bot.start(sim.now.instant);
+    sim.run();
+    assert_eq!(sim.bot.state(), BotState::Syncing);
+    // More than a syncing bot holds (100).
+    let sent: Vec<i32> = (0..110)
+        .map(|_| {
+            sim.telegram
+                .send_text("bot1", 5, "held")
+                .unwrap()
+                .message_id
+        })
+        .collect();
+    sim.run();
+    let dropped = sim
+        .warnings()
+        .iter()
+        .filter(|w| **w == &Warning::HeldDropped)
+        .count();
+    assert_eq!(dropped, 1, "one warning, not one per update");
+    // The sync is given up and done again: everything arrives, once.
+    sim.lose_from_send = None;
+    sim.advance();
+    sim.advance();
+    assert_eq!(sim.bot.state(), BotState::Running, "{:?}", sim.states());
+    let delivered: Vec<i32> = sim.messages().iter().map(|m| m.message_id).collect();
+    assert_eq!(delivered, sent);
 }

@@ -226,6 +226,8 @@ pub struct Bot {
     backlogged: bool,
     /// Updates that arrived during a sync, replayed after it.
     held: VecDeque<enums::Updates>,
+    /// Some were dropped during this sync (and warned about, once).
+    held_dropped: bool,
     /// Home-DC moves and re-logins on this connection attempt (each capped).
     migrations: u32,
     relogins: u32,
@@ -282,6 +284,7 @@ impl Bot {
             resync_at: None,
             backlogged: false,
             held: VecDeque::new(),
+            held_dropped: false,
             migrations: 0,
             relogins: 0,
             unknown_key_strikes: 0,

@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use grammers_tl_types::{Deserializable as _, Serializable as _, enums, functions};
 
-use super::{Bot, BotOutput, Call, MAX_DC_ID, Warning};
+use super::{Bot, Call, MAX_DC_ID, Warning};
 use crate::backoff;
 use crate::fleet::BotState;
 use crate::random::Random;
 use crate::rpc_error::RpcError;
 use crate::updates::{self, PtsCheck, Received, UpdateState};
 
-/// Updates kept while the bot syncs.
-const MAX_HELD: usize = 1000;
+/// Updates kept while the bot syncs. Few: what is dropped beyond them is fetched again
+/// by the sync itself, and ten thousand bots syncing at once each hold theirs.
+pub(super) const MAX_HELD: usize = 100;
 /// Messages waiting for the store beyond which new updates are left to getDifference.
 const MAX_BACKLOG: usize = 1000;
 /// A failed sync while running is retried after full jitter up to this ceiling.
@@ -196,6 +197,7 @@ impl Bot {
     /// The update state is taken: the bot runs, and what arrived meanwhile is applied.
     fn sync_done(&mut self) {
         self.syncing = false;
+        self.held_dropped = false;
         self.last_update = self.now;
         self.phase_deadline = None;
         if self.state != BotState::Running {
@@ -227,7 +229,7 @@ impl Bot {
                 // Dropping the oldest is safe: the sync in progress starts from a pts
                 // before them, and the next update applied shows any gap.
                 self.held.pop_front();
-                if !self.held_dropped_warned() {
+                if !std::mem::replace(&mut self.held_dropped, true) {
                     self.warn(Warning::HeldDropped);
                 }
             }
@@ -271,13 +273,6 @@ impl Bot {
                 self.set_updates(state);
             }
         }
-    }
-
-    /// One warning per sync about dropped held updates, not one per update.
-    fn held_dropped_warned(&self) -> bool {
-        self.out
-            .iter()
-            .any(|o| matches!(o, BotOutput::Warning(Warning::HeldDropped)))
     }
 
     pub(super) fn on_error(&mut self, call: Call, error: RpcError, random: &mut impl Random) {

@@ -600,10 +600,10 @@ impl Fleet {
             .bot
             .as_ref()
             .is_some_and(|b| matches!(b.state(), BotState::Connecting | BotState::Handshaking));
-        if !connecting || slot.conn.is_none() {
-            if let Some(kind) = slot.permit.take() {
-                self.admission.release(kind);
-            }
+        if (!connecting || slot.conn.is_none())
+            && let Some(kind) = slot.permit.take()
+        {
+            self.admission.release(kind);
         }
     }
 
