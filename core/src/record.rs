@@ -7,17 +7,75 @@
 //! store writes the messages and the state that says "these are handled" in one
 //! transaction, or neither.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::secret::Secret;
 use crate::updates::{IncomingMessage, UpdateState};
 
+/// A bot's auth keys by DC: usually one, rarely two. A vector, not a `BTreeMap`, whose
+/// smallest node has room for eleven 256-byte keys: ten thousand bots keep a few copies
+/// of this each.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AuthKeys(Vec<(i32, Secret<[u8; 256]>)>);
+
+impl AuthKeys {
+    pub fn get(&self, dc: &i32) -> Option<&Secret<[u8; 256]>> {
+        self.0.iter().find(|(d, _)| d == dc).map(|(_, k)| k)
+    }
+
+    pub fn contains_key(&self, dc: &i32) -> bool {
+        self.get(dc).is_some()
+    }
+
+    pub fn insert(&mut self, dc: i32, key: Secret<[u8; 256]>) {
+        self.remove(&dc);
+        self.0.push((dc, key));
+        self.0.sort_by_key(|(d, _)| *d);
+        self.0.shrink_to_fit();
+    }
+
+    pub fn remove(&mut self, dc: &i32) {
+        self.0.retain(|(d, _)| d != dc);
+    }
+
+    /// The DCs, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &i32> {
+        self.0.iter().map(|(d, _)| d)
+    }
+
+    /// The keys by DC, in DC order.
+    pub fn iter(&self) -> impl Iterator<Item = (&i32, &Secret<[u8; 256]>)> {
+        self.0.iter().map(|(d, k)| (d, k))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl std::ops::Index<&i32> for AuthKeys {
+    type Output = Secret<[u8; 256]>;
+
+    fn index(&self, dc: &i32) -> &Self::Output {
+        self.get(dc).expect("a key for this DC")
+    }
+}
+
+impl fmt::Debug for AuthKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.keys()).finish()
+    }
+}
+
 /// A bot's MTProto session. Auth keys are secrets: `Debug` shows only their DCs.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SessionRecord {
     pub home_dc: Option<i32>,
-    pub auth_keys: BTreeMap<i32, Secret<[u8; 256]>>,
+    pub auth_keys: AuthKeys,
     /// The home DC's key is logged in as the bot.
     pub authorized: bool,
     pub user_id: Option<i64>,
@@ -28,7 +86,7 @@ impl fmt::Debug for SessionRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionRecord")
             .field("home_dc", &self.home_dc)
-            .field("auth_keys", &self.auth_keys.keys().collect::<Vec<_>>())
+            .field("auth_keys", &self.auth_keys)
             .field("authorized", &self.authorized)
             .field("user_id", &self.user_id)
             .field("username", &self.username)

@@ -348,11 +348,20 @@ impl Session {
 
     /// The next frame to write.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmit.pop_front()
+        let frame = self.transmit.pop_front();
+        if frame.is_none() && self.transmit.capacity() > 0 {
+            // An idle session keeps no queue.
+            self.transmit = VecDeque::new();
+        }
+        frame
     }
 
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due.

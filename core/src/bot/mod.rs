@@ -506,7 +506,12 @@ impl Bot {
     }
 
     pub fn poll_output(&mut self) -> Option<BotOutput> {
-        self.out.pop_front()
+        let output = self.out.pop_front();
+        if output.is_none() && self.out.capacity() > 0 {
+            // An idle bot keeps no queue: ten thousand of them would keep ten thousand.
+            self.out = VecDeque::new();
+        }
+        output
     }
 
     /// When [`Bot::handle_timeout`] is due. After `handle_timeout(now)` this is never at or
