@@ -29,7 +29,8 @@ macro_rules! conformance_suite {
             endpoints, head_requests, refusals, concurrent_connections,
             slow_clients_do_not_block_fast_ones, sigterm_flips_readiness_then_exits_zero,
             sigint_exits_zero, configuration_errors_name_the_variable, help_lists_variables,
-            port_in_use_is_a_clear_error, secrets_never_leak);
+            port_in_use_is_a_clear_error, secrets_never_leak,
+            an_unwritable_state_file_stops_the_start);
     };
     (@tests $binary:expr; $($name:ident),*) => {
         $(
@@ -329,6 +330,23 @@ pub fn configuration_errors_name_the_variable(binary: &Path) {
     }
     let (status, out) = run_to_exit(binary, &["serve-forever"], &[]);
     assert_eq!(status.code(), Some(2), "unknown subcommand: {out}");
+}
+
+/// A state file that cannot be written (a read-only root filesystem, a missing volume)
+/// stops the start with one line naming it: running on would log every bot in again at
+/// every start.
+pub fn an_unwritable_state_file_stops_the_start(binary: &Path) {
+    let (status, out) = run_to_exit(
+        binary,
+        &[],
+        &[("STATE_FILE", "/nonexistent-volume/state.json")],
+    );
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains("STATE_FILE /nonexistent-volume/state.json: cannot write there"),
+        "{out}"
+    );
 }
 
 /// `--help` exits 0 and documents the subcommand and the variables.

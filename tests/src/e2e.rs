@@ -20,7 +20,8 @@ macro_rules! e2e_suite {
         $crate::e2e_suite!(@tests $binary;
             three_bots_run_and_a_rejected_token_fails, messages_reach_the_right_bot,
             dropped_connections_come_back, a_restart_reuses_keys_and_logins,
-            a_panicking_bot_restarts_alone, a_fleet_of_300_restarts_without_a_login);
+            a_panicking_bot_restarts_alone, a_fleet_of_300_restarts_without_a_login,
+            a_state_that_cannot_be_saved_shows_and_nothing_is_lost);
     };
     (@tests $binary:expr; $($name:ident),*) => {
         $(
@@ -424,5 +425,73 @@ pub fn a_fleet_of_300_restarts_without_a_login(binary: &Path) {
         "no handshake after the restart"
     );
     assert_eq!(stats["auth_key_conflicts"], 0);
+    stop(service);
+}
+
+/// The state file's directory goes away under a running service: the failure shows in
+/// `/readyz`, `/metrics` and the log, messages wait, and once the directory is back they
+/// are handed on and the process is ready again.
+pub fn a_state_that_cannot_be_saved_shows_and_nothing_is_lost(binary: &Path) {
+    let world = World::with_bots(1, false);
+    let state_dir = world.dir.join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    let dcs: Vec<String> = world
+        .telegram
+        .dcs()
+        .iter()
+        .map(|(id, a)| format!("{id}={a}"))
+        .collect();
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let state_file = path(&state_dir.join("state.json"));
+    let env = [
+        ("BOTS_FILE", path(&world.dir.join("bots.toml"))),
+        ("STATE_FILE", state_file.clone()),
+        ("TELEGRAM_RSA_PUBLIC_KEY", path(&world.dir.join("dc.pem"))),
+        ("TELEGRAM_DC_ADDRS", dcs.join(",")),
+        ("TELEGRAM_API_ID", "12345".into()),
+        ("TELEGRAM_API_HASH", API_HASH.into()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut service = Service::start(binary, &env);
+    service.wait_ready(WAIT);
+    until("the login saved", &service, || {
+        std::fs::read_to_string(&state_file).is_ok_and(|s| s.contains("\"authorized\":true"))
+    });
+    let away = world.dir.join("state-away");
+    std::fs::rename(&state_dir, &away).unwrap();
+    world
+        .telegram
+        .send_text("bot1", 5, "while the disk is gone")
+        .unwrap();
+    until("readiness to say why", &service, || {
+        let ready = http::get(service.health_addr, "/readyz");
+        ready.status == 503
+            && ready.json()["reason"].as_str().is_some_and(|r| {
+                r.starts_with(&format!(
+                    "cannot save the bots' state: STATE_FILE {state_file}: "
+                ))
+            })
+    });
+    let metrics = http::get(service.health_addr, "/metrics").text();
+    assert!(
+        metrics.lines().any(|l| l == "telegram_bots_store_up 0"),
+        "{metrics}"
+    );
+    assert!(service.logs().contains("cannot save the bots' state"));
+    assert!(
+        !service.logs().contains("message 1 in chat user 5"),
+        "not handed on before it is saved"
+    );
+    std::fs::rename(&away, &state_dir).unwrap();
+    until("the message, once saved", &service, || {
+        service
+            .logs()
+            .contains("workspace ws_1: message 1 in chat user 5")
+    });
+    until("ready again", &service, || {
+        http::get(service.health_addr, "/readyz").status == 200
+    });
+    let state = std::fs::read_to_string(&state_file).unwrap();
+    assert!(state.contains("\"pts\":2"), "{state}");
     stop(service);
 }
