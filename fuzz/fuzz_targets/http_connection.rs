@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         let now = t0 + Duration::from_millis(i as u64);
         conn.handle_read(chunk, now);
         if let Some(request) = conn.poll_request() {
-            let response = health.respond(&request, None);
+            let response = health.respond(&request, now, None);
             conn.respond_to(&request, &response, now);
         }
         while let Some(out) = conn.poll_transmit() {
