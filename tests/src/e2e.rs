@@ -124,6 +124,18 @@ fn until(what: &str, service: &Service, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Sends a text from user `chat` to `bot` and waits for `ws` to log it.
+fn message_arrives(world: &World, service: &Service, bot: &str, ws: &str, chat: i64) {
+    let sent = world.telegram.send_text(bot, chat, "hello").unwrap();
+    let line = format!(
+        "workspace {ws}: message {} in chat user {chat}",
+        sent.message_id
+    );
+    until(&format!("{line:?} in the log"), service, || {
+        service.logs().contains(&line)
+    });
+}
+
 fn stop(mut service: Service) {
     service.signal(libc::SIGTERM);
     let status = service
@@ -256,12 +268,7 @@ pub fn dropped_connections_come_back(binary: &Path) {
                 .all(|n| n == 1)
     });
     // And they still receive messages.
-    world.telegram.send_text("bot1", 8, "back").unwrap();
-    until("a message after the reconnect", &service, || {
-        service
-            .logs()
-            .contains("workspace ws_1: message 1 in chat user 8")
-    });
+    message_arrives(&world, &service, "bot1", "ws_1", 8);
     assert_eq!(
         world.stats()["logins"]["bot1"],
         1,
@@ -346,12 +353,7 @@ pub fn a_panicking_bot_restarts_alone(binary: &Path) {
             .logs()
             .contains("workspace ws_2: internal error (a panic")
     );
-    world.telegram.send_text("bot1", 3, "still here").unwrap();
-    until("bot1 still receives", &service, || {
-        service
-            .logs()
-            .contains("workspace ws_1: message 1 in chat user 3")
-    });
+    message_arrives(&world, &service, "bot1", "ws_1", 3);
     // The fault was one-off: bot2 comes back, from its saved session (no new login).
     until("bot2 running again", &service, || {
         let ready = http::get(service.health_addr, "/readyz").json();
@@ -361,12 +363,7 @@ pub fn a_panicking_bot_restarts_alone(binary: &Path) {
             .iter()
             .any(|d| d["workspace_id"] == "ws_2" && d["state"] == "running")
     });
-    world.telegram.send_text("bot2", 4, "back").unwrap();
-    until("bot2 receives again", &service, || {
-        service
-            .logs()
-            .contains("workspace ws_2: message 1 in chat user 4")
-    });
+    message_arrives(&world, &service, "bot2", "ws_2", 4);
     assert_eq!(
         world.stats()["logins"]["bot2"],
         1,

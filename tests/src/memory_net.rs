@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use smol::channel::Receiver;
+use telegram_bots_core::session::Now;
 
 use crate::fake_dc::FakeTelegram;
 use crate::fake_dc::session::Connection;
@@ -103,5 +104,18 @@ impl<K: Ord + Clone> MemoryNet<K> {
             self.disconnect(telegram, &key);
         }
         Some((key, answer))
+    }
+}
+
+/// The start of a fake clock. Unix time must be real: grammers' session reads the real
+/// clock for message ids, and the DC checks them against its own.
+pub fn real_now() -> Now {
+    let unix_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    Now {
+        instant: std::time::Instant::now(),
+        unix_secs,
     }
 }

@@ -16,7 +16,7 @@ use telegram_bots_core::updates::{IncomingMessage, Peer};
 use telegram_bots_tests::fake_dc::FakeTelegram;
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
 use telegram_bots_tests::fake_dc::world::{Content, NewMessage, Push};
-use telegram_bots_tests::memory_net::MemoryNet;
+use telegram_bots_tests::memory_net::{MemoryNet, real_now};
 
 const TOKEN: &str = "7000001:AAcore-bot";
 
@@ -70,18 +70,6 @@ fn bot_config(token: &str) -> BotConfig {
         api_id: 1,
         api_hash: Secret::new("0123456789abcdef0123456789abcdef".into()),
         default_dc: 1,
-    }
-}
-
-fn real_now() -> Now {
-    // grammers' session reads the real clock for message ids: Unix time is real here.
-    let unix_secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    Now {
-        instant: std::time::Instant::now(),
-        unix_secs,
     }
 }
 
@@ -322,6 +310,26 @@ impl Sim {
             })
             .unwrap()
             .message_id
+    }
+
+    /// The bot's next message skips a pts (a gap, so the bot calls getDifference), and
+    /// that getDifference is answered with `code` and `message`.
+    fn gap_answered_with(&mut self, code: i32, message: &str) {
+        self.telegram
+            .add_fault(Fault {
+                code,
+                message: message.into(),
+                ..Fault::new(FaultKind::RpcError).for_method("updates.getDifference")
+            })
+            .unwrap();
+        self.telegram
+            .add_fault(Fault {
+                count: 1,
+                ..Fault::new(FaultKind::SkipPts).for_bot("bot1")
+            })
+            .unwrap();
+        self.voice(100);
+        self.run();
     }
 
     /// Stores a message for the bot without pushing it (as if the push was lost).
@@ -620,22 +628,7 @@ fn a_logged_out_key_logs_in_again_and_a_forgotten_key_handshakes_again() {
 #[test]
 fn a_duplicated_key_is_dropped_for_a_new_handshake_and_login() {
     let mut sim = Sim::new(telegram(1), TOKEN, None);
-    sim.telegram
-        .add_fault(Fault {
-            code: 406,
-            message: "AUTH_KEY_DUPLICATED".into(),
-            ..Fault::new(FaultKind::RpcError).for_bot("bot1")
-        })
-        .unwrap();
-    // A gap makes the bot call getDifference, which draws the error.
-    sim.telegram
-        .add_fault(Fault {
-            count: 1,
-            ..Fault::new(FaultKind::SkipPts).for_bot("bot1")
-        })
-        .unwrap();
-    sim.voice(100);
-    sim.run();
+    sim.gap_answered_with(406, "AUTH_KEY_DUPLICATED");
     assert_eq!(sim.bot.state(), BotState::Backoff, "{:?}", sim.notes);
     assert!(sim.warnings().contains(&&Warning::KeyDuplicated));
     assert!(
@@ -684,21 +677,7 @@ fn a_refused_update_state_falls_back_to_get_state() {
 #[test]
 fn an_error_while_running_keeps_the_connection_and_tries_again() {
     let mut sim = Sim::new(telegram(1), TOKEN, None);
-    sim.telegram
-        .add_fault(Fault {
-            code: 500,
-            message: "INTERNAL_SERVER_ERROR".into(),
-            ..Fault::new(FaultKind::RpcError).for_method("updates.getDifference")
-        })
-        .unwrap();
-    sim.telegram
-        .add_fault(Fault {
-            count: 1,
-            ..Fault::new(FaultKind::SkipPts).for_bot("bot1")
-        })
-        .unwrap();
-    sim.voice(100);
-    sim.run();
+    sim.gap_answered_with(500, "INTERNAL_SERVER_ERROR");
     assert_eq!(sim.bot.state(), BotState::Running, "{:?}", sim.notes);
     assert!(sim.messages().is_empty(), "held until the retry");
     sim.advance();

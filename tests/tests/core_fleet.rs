@@ -17,7 +17,7 @@ use telegram_bots_core::session::Now;
 use telegram_bots_core::updates::UpdateState;
 use telegram_bots_tests::fake_dc::FakeTelegram;
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
-use telegram_bots_tests::memory_net::MemoryNet;
+use telegram_bots_tests::memory_net::{MemoryNet, real_now};
 
 /// A fleet wired to the fake DC and to a store, in memory.
 struct Sim {
@@ -51,17 +51,6 @@ fn settings(max_in_flight: usize, per_second: u32, burst: u32) -> FleetSettings 
             burst,
         },
         ..FleetSettings::default()
-    }
-}
-
-fn real_now() -> Now {
-    let unix_secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    Now {
-        instant: Instant::now(),
-        unix_secs,
     }
 }
 
