@@ -349,6 +349,16 @@ impl Sim {
     }
 }
 
+/// A bot's first life: it logs in, commits its record and stops. Its DC set and the
+/// record it leaves, to start a second life from.
+fn first_life() -> (FakeTelegram, BotRecord) {
+    let mut first = Sim::new(telegram(1), TOKEN, None);
+    first.bot.stop(first.now.instant);
+    first.run();
+    assert!(first.bot.is_finished());
+    (first.telegram, first.store.durable)
+}
+
 fn telegram(dcs: usize) -> FakeTelegram {
     let t = FakeTelegram::start(dcs).unwrap();
     t.add_bot(TOKEN, "bot1").unwrap();
@@ -396,13 +406,7 @@ fn a_new_bot_handshakes_logs_in_syncs_and_runs() {
 
 #[test]
 fn restart_from_the_committed_record_does_not_log_in_again() {
-    let mut first = Sim::new(telegram(1), TOKEN, None);
-    first.bot.stop(first.now.instant);
-    first.run();
-    assert_eq!(first.bot.state(), BotState::Stopped);
-    assert!(first.bot.is_finished());
-    let record = first.store.durable.clone();
-    let telegram = first.telegram;
+    let (telegram, record) = first_life();
     // A message while the bot is down.
     telegram.send_text("bot1", 9, "while away").unwrap();
 
@@ -650,11 +654,7 @@ fn a_duplicated_key_is_dropped_for_a_new_handshake_and_login() {
 
 #[test]
 fn a_refused_update_state_falls_back_to_get_state() {
-    let mut first = Sim::new(telegram(1), TOKEN, None);
-    first.bot.stop(first.now.instant);
-    first.run();
-    let record = first.store.durable.clone();
-    let telegram = first.telegram;
+    let (telegram, record) = first_life();
     telegram
         .add_fault(Fault {
             code: 400,
@@ -745,13 +745,10 @@ fn a_login_that_never_gets_an_answer_is_retried() {
 
 #[test]
 fn no_debug_output_shows_the_token() {
-    let mut first = Sim::new(telegram(1), TOKEN, None);
-    first.bot.stop(first.now.instant);
-    first.run();
-    let mut record = first.store.durable.clone();
+    let (telegram, mut record) = first_life();
     record.session.authorized = false;
     // Stopped while the login (which carries the token) is pending.
-    let mut sim = Sim::idle(first.telegram, TOKEN, Some(record));
+    let mut sim = Sim::idle(telegram, TOKEN, Some(record));
     sim.mute = true;
     sim.bot.start(sim.now.instant);
     sim.run();
@@ -784,11 +781,7 @@ fn a_server_that_keeps_logging_the_bot_out_gets_a_back_off_not_a_login_loop() {
 
 #[test]
 fn a_replaced_token_does_not_reuse_the_old_bots_login() {
-    let mut first = Sim::new(telegram(1), TOKEN, None);
-    first.bot.stop(first.now.instant);
-    first.run();
-    let record = first.store.durable.clone();
-    let telegram = first.telegram;
+    let (telegram, record) = first_life();
     telegram.add_bot("7000002:AAother-bot", "bot2").unwrap();
     let second = Sim::new(telegram, "7000002:AAother-bot", Some(record));
     assert_eq!(second.bot.state(), BotState::Running);
@@ -832,11 +825,7 @@ fn a_failing_store_holds_messages_and_retries_until_they_are_durable() {
 /// stored pts never covers a message that was not handed on.
 #[test]
 fn a_crash_at_any_step_loses_no_message_and_commits_nothing_early() {
-    // A first life: the bot logs in and commits its record.
-    let mut first = Sim::new(telegram(1), TOKEN, None);
-    first.bot.stop(first.now.instant);
-    first.run();
-    let record = first.store.durable.clone();
+    let (_, record) = first_life();
     let mut crash_at = 1;
     loop {
         let telegram = FakeTelegram::start(1).unwrap();
@@ -922,11 +911,7 @@ fn check_committed_pts(sim: &Sim, sent: &[telegram_bots_tests::fake_dc::world::S
 
 #[test]
 fn updates_telegram_no_longer_has_are_warned_about() {
-    let mut first = Sim::new(telegram(1), TOKEN, None);
-    first.bot.stop(first.now.instant);
-    first.run();
-    let record = first.store.durable.clone();
-    let telegram = first.telegram;
+    let (telegram, record) = first_life();
     // More than Telegram keeps for a difference while the bot is down.
     let behind = telegram_bots_tests::fake_dc::world::MAX_DIFFERENCE + 5;
     for _ in 0..behind {
@@ -945,13 +930,10 @@ fn updates_telegram_no_longer_has_are_warned_about() {
 
 #[test]
 fn updates_beyond_what_a_sync_can_hold_are_dropped_with_a_warning_and_fetched_again() {
-    let mut first = Sim::new(telegram(1), TOKEN, None);
-    first.bot.stop(first.now.instant);
-    first.run();
-    let record = first.store.durable.clone();
+    let (telegram, record) = first_life();
     // The sync never gets its answer (after the first exchange, which tells the bot the
     // salt and the DC the session), while the DC keeps pushing.
-    let mut sim = Sim::idle(first.telegram, TOKEN, Some(record));
+    let mut sim = Sim::idle(telegram, TOKEN, Some(record));
     sim.lose_from_send = Some(2);
     sim.bot.start(sim.now.instant);
     sim.run();
