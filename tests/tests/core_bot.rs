@@ -103,15 +103,10 @@ impl Sim {
                         }
                         self.next_conn += 1;
                         let (push, pushes) = smol::channel::unbounded();
-                        self.telegram.world().conns.insert(
-                            self.next_conn,
-                            Conn {
-                                dc,
-                                key_id: None,
-                                session_id: None,
-                                push,
-                            },
-                        );
+                        self.telegram
+                            .world()
+                            .conns
+                            .insert(self.next_conn, Conn::new(dc, push));
                         self.server = Some((Connection::new(self.next_conn, dc), pushes));
                         self.bot.handle_connected(self.now, &mut self.random);
                     }

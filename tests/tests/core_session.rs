@@ -34,15 +34,7 @@ impl Link {
 
     fn on(telegram: FakeTelegram, auth_key: Option<[u8; 256]>) -> Link {
         let (push, pushes) = smol::channel::unbounded();
-        telegram.world().conns.insert(
-            900,
-            Conn {
-                dc: 1,
-                key_id: None,
-                session_id: None,
-                push,
-            },
-        );
+        telegram.world().conns.insert(900, Conn::new(1, push));
         // grammers' session reads the system clock for message ids, so Unix time is real.
         let unix_secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

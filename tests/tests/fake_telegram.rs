@@ -1,6 +1,7 @@
 //! Tests of the fake Telegram DC itself, through a real MTProto client over real sockets.
 
 use std::io::Read as _;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use grammers_tl_types::{enums, functions, types};
@@ -520,21 +521,50 @@ fn connections_can_be_dropped_reset_and_refused() {
     next.call(&functions::help::GetConfig {}).unwrap();
 }
 
+/// Two loopback addresses play two hosts (Linux routes all of 127.0.0.0/8 to `lo`).
+const HOST_A: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+const HOST_B: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
+
+fn client_from(t: &FakeTelegram, host: Option<IpAddr>, seed: u8) -> TestClient {
+    TestClient::with_key_from(host, t.addr(1), key(seed), Framing::Full).unwrap()
+}
+
 #[test]
-fn one_key_in_two_live_sessions_is_a_conflict() {
+fn several_sessions_of_one_key_from_one_address_are_no_conflict() {
     let t = telegram();
-    let mut first = logged_in(&t, 13);
+    t.add_auth_key(1, key(13), Some("bot1")).unwrap();
+    // A client and its second session for a download, as Telegram's own apps do.
+    let mut first = client_from(&t, HOST_A, 13);
+    let mut second = client_from(&t, HOST_A, 13);
+    for _ in 0..3 {
+        get_state(&mut first);
+        get_state(&mut second);
+    }
+    let stats = t.stats();
+    assert_eq!(stats["auth_key_conflicts"], 0, "{stats}");
+    assert_eq!(stats["live_sessions"]["bot1"], 2, "{stats}");
+    assert_eq!(stats["peer_addresses"]["bot1"], 1, "{stats}");
+    assert_eq!(stats["peak_live_sessions"]["bot1"], 2, "{stats}");
+    assert_eq!(stats["peak_peer_addresses"]["bot1"], 1, "{stats}");
+}
+
+#[test]
+fn one_key_from_two_addresses_at_once_is_a_conflict() {
+    let t = telegram();
+    t.add_auth_key(1, key(13), Some("bot1")).unwrap();
+    let mut first = client_from(&t, HOST_A, 13);
     get_state(&mut first);
-    // A second client session on the same key: not yet a conflict (the first may be a
-    // dead connection the server has not noticed) ...
-    let mut second = TestClient::with_key(t.addr(1), key(13), Framing::Full).unwrap();
+    // The second host's first message is no conflict yet (the first may be a dead
+    // connection the server has not noticed) ...
+    let mut second = client_from(&t, HOST_B, 13);
     get_state(&mut second);
     assert_eq!(t.stats()["auth_key_conflicts"], 0);
-    // ... until the first one speaks again: two live users of one key.
+    assert_eq!(t.stats()["peak_peer_addresses"]["bot1"], 2);
+    // ... until the first one speaks again: one key used from two addresses at once.
     let e = rpc_error(first.call(&functions::updates::GetState {}));
     assert_eq!((e.code, e.message.as_str()), (406, "AUTH_KEY_DUPLICATED"));
     assert_eq!(t.stats()["auth_key_conflicts"], 1);
-    let mut third = TestClient::with_key(t.addr(1), key(13), Framing::Full).unwrap();
+    let mut third = client_from(&t, HOST_A, 13);
     assert!(
         matches!(
             third.call(&functions::help::GetConfig {}),
@@ -542,15 +572,22 @@ fn one_key_in_two_live_sessions_is_a_conflict() {
         ),
         "the key is revoked"
     );
+}
 
-    // One after the other is no conflict, however fast the second follows.
-    let mut a = logged_in(&t, 14);
+#[test]
+fn one_key_from_two_addresses_one_after_the_other_is_no_conflict() {
+    let t = telegram();
+    t.add_auth_key(1, key(14), Some("bot1")).unwrap();
+    let mut a = client_from(&t, HOST_A, 14);
     get_state(&mut a);
     drop(a);
-    let mut b = TestClient::with_key(t.addr(1), key(14), Framing::Full).unwrap();
+    // However fast the second host follows (the first connection may still be closing).
+    let mut b = client_from(&t, HOST_B, 14);
     get_state(&mut b);
     get_state(&mut b);
-    assert_eq!(t.stats()["auth_key_conflicts"], 1);
+    let stats = t.stats();
+    assert_eq!(stats["auth_key_conflicts"], 0, "{stats}");
+    assert_eq!(stats["live_sessions"]["bot1"], 1, "{stats}");
 }
 
 #[test]

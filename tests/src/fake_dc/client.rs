@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use grammers_crypto::DequeBuffer;
@@ -73,11 +73,35 @@ fn framing(framing: Framing) -> Box<dyn Transport + Send> {
     }
 }
 
+/// A TCP connection to `addr`, from the local address `from` when given (any address
+/// of 127.0.0.0/8 works on Linux: tests play several hosts that way).
+pub fn connect(addr: SocketAddr, from: Option<IpAddr>) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if let Some(ip) = from {
+        socket
+            .bind(&SocketAddr::new(ip, 0).into())
+            .map_err(|e| io::Error::new(e.kind(), format!("bind to {ip}: {e}")))?;
+    }
+    socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    socket.set_tcp_nodelay(true)?;
+    Ok(socket.into())
+}
+
 impl TestClient {
     /// Connects with an auth key the fake DC already knows (a stored session).
     pub fn with_key(addr: SocketAddr, key: [u8; 256], how: Framing) -> io::Result<TestClient> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_nodelay(true)?;
+        Self::with_key_from(None, addr, key, how)
+    }
+
+    /// [`with_key`](Self::with_key) from the local address `from`.
+    pub fn with_key_from(
+        from: Option<IpAddr>,
+        addr: SocketAddr,
+        key: [u8; 256],
+        how: Framing,
+    ) -> io::Result<TestClient> {
+        let stream = connect(addr, from)?;
         Ok(TestClient {
             stream,
             transport: framing(how),
@@ -95,8 +119,7 @@ impl TestClient {
         rsa: &RsaKey,
         how: Framing,
     ) -> Result<(TestClient, [u8; 256]), CallError> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_nodelay(true)?;
+        let stream = connect(addr, None)?;
         let mut raw = RawConn {
             stream,
             transport: framing(how),

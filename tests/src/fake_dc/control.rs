@@ -23,6 +23,8 @@ pub fn info(shared: &Shared, control: Option<std::net::SocketAddr>) -> Value {
         "dcs": dcs,
         "rsa_public_key_pem": shared.rsa.public_pem(),
         "rsa_fingerprint": shared.rsa.fingerprint(),
+        "api_id": super::TEST_API_ID,
+        "api_hash": super::TEST_API_HASH,
     });
     if let Some(control) = control {
         info["control"] = format!("http://{control}").into();

@@ -22,7 +22,7 @@ pub mod world;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
@@ -40,6 +40,11 @@ use self::world::{Conn, NewMessage, Push, Sent, UserId, World};
 
 /// Read buffer per connection: small, as 10,000 idle sessions must fit.
 const READ_BUFFER: usize = 4096;
+
+/// The test application every fake DC set accepts: its `api_id` and `api_hash` are in the
+/// ready line and `GET /info`.
+pub const TEST_API_ID: i32 = 12345;
+pub const TEST_API_HASH: &str = "0123456789abcdef0123456789abcdef";
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -59,7 +64,7 @@ impl Shared {
 /// the core against it.
 pub fn session_config() -> Arc<telegram_bots_core::session::SessionConfig> {
     let client = telegram_bots_core::session::ClientInfo {
-        api_id: 1,
+        api_id: TEST_API_ID,
         device_model: "test".into(),
         system_version: "test".into(),
         app_version: "0".into(),
@@ -236,9 +241,10 @@ async fn accept_loop(
 ) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let Some(ex) = ex.upgrade() else { return };
-                ex.spawn(serve(shared.clone(), dc, stream)).detach();
+                ex.spawn(serve(shared.clone(), dc, peer.ip(), stream))
+                    .detach();
             }
             Err(e) => {
                 log(&format!("dc {dc}: accept: {e}"));
@@ -255,21 +261,13 @@ enum Event {
 }
 
 /// Drives one connection until either side closes it.
-async fn serve(shared: Arc<Shared>, dc: i32, mut stream: Async<TcpStream>) {
+async fn serve(shared: Arc<Shared>, dc: i32, peer: IpAddr, mut stream: Async<TcpStream>) {
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (push, pushed) = channel::unbounded();
     let refuse = {
         let mut world = shared.world();
         world.stats.connections_total += 1;
-        world.conns.insert(
-            id,
-            Conn {
-                dc,
-                key_id: None,
-                session_id: None,
-                push,
-            },
-        );
+        world.conns.insert(id, Conn::from_peer(dc, peer, push));
         world
             .take_fault(FaultKind::TooManyConnections, None, None)
             .is_some()

@@ -260,9 +260,9 @@ impl Connection {
             .ok_or("encrypted message length out of range")?;
 
         let mut outbox = Vec::new();
-        if let Some(other) = self.conflict(&mut world, key_id, session_id) {
+        if let Some(other) = self.conflict(&mut world, key_id) {
             {
-                // Telegram's answer to one key used by two client sessions at once.
+                // Telegram's answer to one key used from two places at once.
                 world.stats.auth_key_conflicts += 1;
                 world.keys.remove(&key_id);
                 if let Some(conn) = world.conns.get(&other) {
@@ -297,6 +297,9 @@ impl Connection {
             if let Some(conn) = world.conns.get_mut(&self.id) {
                 conn.key_id = Some(key_id);
                 conn.session_id = Some(session_id);
+            }
+            if let Some(bot) = world.keys.get(&key_id).and_then(|k| k.bot) {
+                world.note_sessions(bot);
             }
             let created = enums::NewSession::Created(types::NewSessionCreated {
                 first_msg_id: msg_id,
@@ -482,18 +485,21 @@ impl Connection {
         }
     }
 
-    /// The auth-key conflict detector: another live connection in another client session
-    /// and this one both keep using the key (the other sent the key's previous message,
-    /// and this connection had used it before that). A connection that went quiet, a dead
-    /// peer the server has not noticed yet, is no conflict: only alternating traffic is.
-    fn conflict(&mut self, world: &mut World, key_id: i64, session_id: i64) -> Option<ConnId> {
-        let me = (self.id, session_id);
+    /// The auth-key conflict detector, by Telegram's rule: one key in use from two peer
+    /// addresses at once ("used under two different IP addresses simultaneously"). Several
+    /// sessions and connections from one address are fine. In use means alternating
+    /// traffic: the other connection sent the key's previous message, is still open, and
+    /// this one had used the key before that. A connection that went quiet (a dead peer
+    /// the server has not noticed yet, or one closing while its successor starts) is no
+    /// conflict.
+    fn conflict(&mut self, world: &mut World, key_id: i64) -> Option<ConnId> {
+        let peer = world.conns.get(&self.id)?.peer;
         let key = world.keys.get_mut(&key_id)?;
-        let previous = key.last_sender.replace(me);
+        let previous = key.last_sender.replace((self.id, peer));
         let used_before = std::mem::replace(&mut self.used_key, true);
-        let (other, other_session) = previous?;
+        let (other, other_peer) = previous?;
         let live = world.conns.contains_key(&other);
-        (other != self.id && other_session != session_id && live && used_before).then_some(other)
+        (other != self.id && other_peer != peer && live && used_before).then_some(other)
     }
 
     /// Numbers a message of this session: a fresh msg_id of the given parity, and the

@@ -3,8 +3,8 @@
 //! counters tests read. One `World` serves every DC of a set, as Telegram's accounts
 //! span its DCs.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use grammers_tl_types::{Serializable as _, enums, types};
@@ -81,16 +81,36 @@ pub struct AuthKey {
     pub from_handshake: bool,
     /// The bot whose handshake count this key is in (the first it logged in as).
     pub counted_for: Option<UserId>,
-    /// The connection and client session of the key's latest message.
-    pub last_sender: Option<(ConnId, i64)>,
+    /// The connection, and its peer address, of the key's latest message.
+    pub last_sender: Option<(ConnId, IpAddr)>,
 }
 
+/// A live connection, as the world sees it.
 #[derive(Clone, Debug)]
 pub struct Conn {
     pub dc: i32,
+    /// The client's address: one auth key may be used from one address at a time.
+    pub peer: IpAddr,
     pub key_id: Option<i64>,
     pub session_id: Option<i64>,
     pub push: Sender<Push>,
+}
+
+impl Conn {
+    /// A connection from 127.0.0.1 (in-memory tests have no socket).
+    pub fn new(dc: i32, push: Sender<Push>) -> Conn {
+        Conn::from_peer(dc, IpAddr::V4(Ipv4Addr::LOCALHOST), push)
+    }
+
+    pub fn from_peer(dc: i32, peer: IpAddr, push: Sender<Push>) -> Conn {
+        Conn {
+            dc,
+            peer,
+            key_id: None,
+            session_id: None,
+            push,
+        }
+    }
 }
 
 /// Counters for tests.
@@ -107,6 +127,10 @@ pub struct Stats {
     pub files_served_by_bot: HashMap<UserId, u64>,
     /// Client messages that arrived as `gzip_packed`.
     pub gzipped_requests: u64,
+    /// The most client sessions logged in as the bot at once.
+    pub peak_sessions: HashMap<UserId, u64>,
+    /// The most distinct peer addresses of those sessions at once.
+    pub peak_peers: HashMap<UserId, u64>,
 }
 
 /// A message a test sends to a bot.
@@ -558,6 +582,34 @@ impl World {
                 *self.stats.handshakes_by_bot.entry(bot).or_default() += 1;
             }
         }
+        self.note_sessions(bot);
+    }
+
+    /// The bot's live client sessions (distinct auth key and session id on live
+    /// connections whose key is logged in as the bot) and their distinct peer addresses.
+    pub fn live_sessions(&self, bot: UserId) -> (usize, usize) {
+        let mut sessions = HashSet::new();
+        let mut peers = HashSet::new();
+        for conn in self.conns.values() {
+            let (Some(key_id), Some(session_id)) = (conn.key_id, conn.session_id) else {
+                continue;
+            };
+            if self.keys.get(&key_id).is_some_and(|k| k.bot == Some(bot)) {
+                sessions.insert((key_id, session_id));
+                peers.insert(conn.peer);
+            }
+        }
+        (sessions.len(), peers.len())
+    }
+
+    /// Records the bot's live sessions and peer addresses if they are at a new peak: call
+    /// after anything that can add a session of the bot.
+    pub fn note_sessions(&mut self, bot: UserId) {
+        let (sessions, peers) = self.live_sessions(bot);
+        let peak = self.stats.peak_sessions.entry(bot).or_default();
+        *peak = (*peak).max(sessions as u64);
+        let peak = self.stats.peak_peers.entry(bot).or_default();
+        *peak = (*peak).max(peers as u64);
     }
 
     pub fn stats_json(&self) -> serde_json::Value {
@@ -588,12 +640,28 @@ impl World {
                 (b.username.clone(), n.into())
             })
             .collect();
+        let current =
+            |pick: fn((usize, usize)) -> usize| -> serde_json::Map<String, serde_json::Value> {
+                self.bots
+                    .values()
+                    .map(|b| {
+                        (
+                            b.username.clone(),
+                            pick(self.live_sessions(b.user_id)).into(),
+                        )
+                    })
+                    .collect()
+            };
         serde_json::json!({
             "logins": per_bot(&self.stats.logins),
             "handshakes_by_bot": per_bot(&self.stats.handshakes_by_bot),
             "files_served_by_bot": per_bot(&self.stats.files_served_by_bot),
             "messages_pushed": per_bot(&self.stats.messages_pushed),
             "live_connections": live_by_bot,
+            "live_sessions": current(|(sessions, _)| sessions),
+            "peer_addresses": current(|(_, peers)| peers),
+            "peak_live_sessions": per_bot(&self.stats.peak_sessions),
+            "peak_peer_addresses": per_bot(&self.stats.peak_peers),
             "handshakes": self.stats.handshakes,
             "connections": self.conns.len(),
             "connections_total": self.stats.connections_total,
