@@ -118,7 +118,7 @@ impl Sim {
                         };
                         let out = server.handle_read(&frame, &shared);
                         let replies = if self.mute { Vec::new() } else { out.frames };
-                        for (_, reply) in replies {
+                        for reply in replies {
                             self.bot.handle_input(&reply, self.now, &mut self.random);
                         }
                         if out.close {
@@ -142,7 +142,7 @@ impl Sim {
                 Some(push) => {
                     let shared = self.telegram.shared().clone();
                     let (server, _) = self.server.as_mut().expect("a push comes on a connection");
-                    for (_, frame) in server.handle_push(push, &shared).frames {
+                    for frame in server.handle_push(push, &shared).frames {
                         self.bot.handle_input(&frame, self.now, &mut self.random);
                     }
                 }

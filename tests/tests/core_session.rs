@@ -78,7 +78,7 @@ impl Link {
             } else {
                 break;
             };
-            for (_, reply) in replies {
+            for reply in replies {
                 self.session
                     .handle_input(&reply, self.now, &mut self.random);
             }
@@ -217,7 +217,7 @@ fn keep_alive_pings_and_the_idle_deadline() {
         link.server.disconnect_at.is_some(),
         "ping_delay_disconnect armed the server's timer"
     );
-    for (_, frame) in out.frames {
+    for frame in out.frames {
         link.session
             .handle_input(&frame, link.now, &mut link.random);
     }

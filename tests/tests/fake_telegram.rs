@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use grammers_tl_types::{enums, functions, types};
-use telegram_bots_tests::fake_dc::client::{CallError, Framing, RpcError, TestClient};
+use telegram_bots_tests::fake_dc::client::{CallError, Framing, RpcError, TestClient, test_key};
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
 use telegram_bots_tests::fake_dc::world::{Content, NewMessage, voice_bytes};
 use telegram_bots_tests::fake_dc::{FakeTelegram, crypto};
@@ -19,7 +19,7 @@ fn telegram() -> FakeTelegram {
 }
 
 fn key(seed: u8) -> [u8; 256] {
-    std::array::from_fn(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+    test_key(seed)
 }
 
 /// A client on DC 1 with a stored key, logged in as bot1.
@@ -610,104 +610,6 @@ fn pings_and_ping_delay_disconnect() {
         client.call(&functions::help::GetConfig {}).is_err(),
         "closed after the delay without a new ping"
     );
-}
-
-/// Sends one hand-made encrypted message (msg_id chosen by the test) and returns the
-/// service messages in the answer: (constructor id, body) pairs, containers unpacked.
-fn raw_exchange(t: &FakeTelegram, seed: u8, msg_id: i64) -> Vec<(u32, Vec<u8>)> {
-    use grammers_crypto::{AuthKey, DequeBuffer, decrypt_data_v2, encrypt_data_v2};
-    use grammers_mtproto::transport::{Full, Transport as _};
-    use grammers_tl_types::Serializable as _;
-    use std::io::Write as _;
-
-    t.add_auth_key(1, key(seed), Some("bot1")).unwrap();
-    let salt = t
-        .world()
-        .keys
-        .values()
-        .find(|k| *k.key == key(seed))
-        .unwrap()
-        .salt;
-    let mut stream = std::net::TcpStream::connect(t.addr(1)).unwrap();
-    let body = functions::updates::GetState {}.to_bytes();
-    let mut buffer = DequeBuffer::with_capacity(64 + body.len(), 64);
-    buffer.extend(salt.to_le_bytes());
-    buffer.extend(12345i64.to_le_bytes());
-    buffer.extend(msg_id.to_le_bytes());
-    buffer.extend(1i32.to_le_bytes());
-    buffer.extend((body.len() as i32).to_le_bytes());
-    buffer.extend(body.iter().copied());
-    encrypt_data_v2(&mut buffer, &AuthKey::from_bytes(key(seed)));
-    let mut transport = Full::new();
-    transport.pack(&mut buffer);
-    stream.write_all(buffer.as_ref()).unwrap();
-
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let payload = loop {
-        let n = stream.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed without an answer");
-        raw.extend_from_slice(&chunk[..n]);
-        if let Ok(offset) = transport.unpack(&mut raw) {
-            break raw[offset.data_range].to_vec();
-        }
-    };
-    let mut payload = payload;
-    let plain = decrypt_data_v2(&mut payload, &AuthKey::from_bytes(key(seed)))
-        .unwrap()
-        .to_vec();
-    let len = i32::from_le_bytes(plain[28..32].try_into().unwrap()) as usize;
-    let body = &plain[32..32 + len];
-    let id = u32::from_le_bytes(body[..4].try_into().unwrap());
-    if id != 0x73f1_f8dc {
-        return vec![(id, body[4..].to_vec())];
-    }
-    let count = i32::from_le_bytes(body[4..8].try_into().unwrap());
-    let (mut at, mut out) = (8, Vec::new());
-    for _ in 0..count {
-        let n = i32::from_le_bytes(body[at + 12..at + 16].try_into().unwrap()) as usize;
-        let inner = &body[at + 16..at + 16 + n];
-        out.push((
-            u32::from_le_bytes(inner[..4].try_into().unwrap()),
-            inner[4..].to_vec(),
-        ));
-        at += 16 + n;
-    }
-    out
-}
-
-#[test]
-fn bad_msg_ids_get_bad_msg_notifications() {
-    use grammers_tl_types::{Deserializable as _, Identifiable as _};
-    let t = telegram();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    for (seed, msg_id, code) in [
-        (20, (now << 32) | 1, 18),
-        (21, (now - 400) << 32, 16),
-        (22, (now + 60) << 32, 17),
-    ] {
-        let answer = raw_exchange(&t, seed, msg_id);
-        let (_, body) = answer
-            .iter()
-            .find(|(id, _)| *id == types::BadMsgNotification::CONSTRUCTOR_ID)
-            .unwrap_or_else(|| panic!("no bad_msg_notification for msg_id {msg_id:x}: {answer:?}"));
-        let notification = types::BadMsgNotification::from_bytes(body).unwrap();
-        assert_eq!(
-            (notification.bad_msg_id, notification.error_code),
-            (msg_id, code)
-        );
-        assert!(
-            answer
-                .iter()
-                .any(|(id, _)| *id == types::NewSessionCreated::CONSTRUCTOR_ID)
-        );
-    }
 }
 
 #[test]

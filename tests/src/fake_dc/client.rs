@@ -73,6 +73,11 @@ fn framing(framing: Framing) -> Box<dyn Transport + Send> {
     }
 }
 
+/// A deterministic auth key for tests, one per `seed`.
+pub fn test_key(seed: u8) -> [u8; 256] {
+    std::array::from_fn(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+}
+
 /// A TCP connection to `addr`, from the local address `from` when given (any address
 /// of 127.0.0.0/8 works on Linux: tests play several hosts that way).
 pub fn connect(addr: SocketAddr, from: Option<IpAddr>) -> io::Result<TcpStream> {
@@ -149,22 +154,7 @@ impl TestClient {
             request.to_bytes()
         } else {
             self.wrapped = true;
-            functions::InvokeWithLayer {
-                layer: tl::LAYER,
-                query: functions::InitConnection {
-                    api_id: 1,
-                    device_model: "test".into(),
-                    system_version: "test".into(),
-                    app_version: "0".into(),
-                    system_lang_code: "en".into(),
-                    lang_pack: String::new(),
-                    lang_code: "en".into(),
-                    proxy: None,
-                    params: None,
-                    query: Serialized(request.to_bytes()),
-                },
-            }
-            .to_bytes()
+            init_connection(super::TEST_API_ID, request.to_bytes())
         };
         let answer = self.call_raw(&body)?;
         R::Return::from_bytes(&answer).map_err(|e| CallError::Protocol(format!("bad answer: {e}")))
@@ -293,6 +283,27 @@ impl TestClient {
             read_more(&mut self.stream, &mut self.buf, deadline - now)?;
         }
     }
+}
+
+/// `invokeWithLayer(initConnection(query))` as clients send their first request, for the
+/// application `api_id`.
+pub fn init_connection(api_id: i32, query: Vec<u8>) -> Vec<u8> {
+    functions::InvokeWithLayer {
+        layer: tl::LAYER,
+        query: functions::InitConnection {
+            api_id,
+            device_model: "test".into(),
+            system_version: "test".into(),
+            app_version: "0".into(),
+            system_lang_code: "en".into(),
+            lang_pack: String::new(),
+            lang_code: "en".into(),
+            proxy: None,
+            params: None,
+            query: Serialized(query),
+        },
+    }
+    .to_bytes()
 }
 
 /// Bytes that serialize as themselves (an already serialized request).

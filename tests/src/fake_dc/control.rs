@@ -56,7 +56,16 @@ fn handle(shared: &Shared, control: std::net::SocketAddr, request: &Request) -> 
             Ok(json!({ "ok": true }))
         }),
         ("POST", "/auth_keys") => request.json().and_then(|v| add_auth_key(shared, &v)),
-        (_, "/info" | "/stats" | "/bots" | "/messages" | "/faults" | "/auth_keys") => {
+        ("GET", "/settings") => Ok(shared.world().settings.to_json()),
+        ("POST", "/settings") => request.json().and_then(|v| {
+            let mut world = shared.world();
+            world.settings.update_from_json(&v)?;
+            Ok(world.settings.to_json())
+        }),
+        (
+            _,
+            "/info" | "/stats" | "/bots" | "/messages" | "/faults" | "/auth_keys" | "/settings",
+        ) => {
             return (405, json!({ "error": "method not allowed" }));
         }
         _ => return (404, json!({ "error": "not found" })),

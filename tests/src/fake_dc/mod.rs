@@ -12,10 +12,15 @@
 pub mod client;
 pub mod control;
 pub mod crypto;
+pub mod envelope;
 pub mod fault;
 pub mod handshake;
+pub mod raw_client;
+pub mod received;
 pub mod rpc;
+pub mod salts;
 pub mod session;
+pub mod settings;
 pub mod tl_defaults;
 pub mod transport;
 pub mod world;
@@ -26,7 +31,6 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
-use std::time::Instant;
 
 use async_io::{Async, Timer};
 use smol::channel;
@@ -36,6 +40,7 @@ use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use self::crypto::RsaKey;
 use self::fault::{Fault, FaultKind};
 use self::session::Connection;
+use self::settings::Settings;
 use self::world::{Conn, NewMessage, Push, Sent, UserId, World};
 
 /// Read buffer per connection: small, as 10,000 idle sessions must fit.
@@ -192,6 +197,12 @@ impl FakeTelegram {
         })
     }
 
+    /// Changes timeouts and limits (tests shorten Telegram's so nothing waits for minutes).
+    /// Connections take them up with their next message.
+    pub fn configure(&self, change: impl FnOnce(&mut Settings)) {
+        change(&mut self.world().settings);
+    }
+
     pub fn add_fault(&self, fault: Fault) -> Result<(), String> {
         self.world().add_fault(fault)
     }
@@ -257,34 +268,41 @@ async fn accept_loop(
 enum Event {
     Read(io::Result<usize>),
     Push(Push),
-    Idle,
+    Timer,
 }
 
 /// Drives one connection until either side closes it.
 async fn serve(shared: Arc<Shared>, dc: i32, peer: IpAddr, mut stream: Async<TcpStream>) {
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (push, pushed) = channel::unbounded();
-    let refuse = {
+    let (refuse, settings) = {
         let mut world = shared.world();
         world.stats.connections_total += 1;
         world.conns.insert(id, Conn::from_peer(dc, peer, push));
-        world
+        let refuse = world
             .take_fault(FaultKind::TooManyConnections, None, None)
-            .is_some()
+            .is_some();
+        (refuse, world.settings.clone())
     };
-    let mut conn = Connection::new(id, dc);
+    let mut conn = Connection::with_settings(id, dc, settings);
     let mut buf = [0u8; READ_BUFFER];
     let mut reset = false;
-    loop {
-        let disconnect_at = conn.disconnect_at;
+    'serve: loop {
+        let wake = conn.poll_timeout();
         let event = async { Event::Read(stream.read(&mut buf).await) }
-            .or(async { pushed.recv().await.map_or(Event::Idle, Event::Push) })
             .or(async {
-                match disconnect_at {
+                // The world holds the sender while the connection is registered.
+                match pushed.recv().await {
+                    Ok(push) => Event::Push(push),
+                    Err(_) => Event::Push(Push::Close { reset: false }),
+                }
+            })
+            .or(async {
+                match wake {
                     Some(at) => Timer::at(at).await,
                     None => std::future::pending().await,
                 };
-                Event::Idle
+                Event::Timer
             })
             .await;
         let output = match event {
@@ -299,15 +317,11 @@ async fn serve(shared: Arc<Shared>, dc: i32, peer: IpAddr, mut stream: Async<Tcp
                 break;
             }
             Event::Push(p) => conn.handle_push(p, &shared),
-            Event::Idle if conn.disconnect_at.is_some_and(|at| at <= Instant::now()) => break,
-            Event::Idle => continue,
+            Event::Timer => conn.handle_timeout(&shared),
         };
-        for (delay, frame) in output.frames {
-            if let Some(delay) = delay {
-                Timer::after(delay).await;
-            }
+        for frame in output.frames {
             if stream.write_all(&frame).await.is_err() {
-                break;
+                break 'serve;
             }
         }
         if output.close {

@@ -9,13 +9,14 @@ use grammers_tl_types::{
 
 use super::fault::FaultKind;
 use super::tl_defaults;
-use super::world::{DIFFERENCE_SLICE, MAX_DIFFERENCE, StoredFile, UserId, World, now_unix};
+use super::world::{StoredFile, UserId, World, now_unix};
 
-/// Who is calling: the connection's DC and auth key.
+/// Who is calling: the connection, its DC and auth key.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
     pub dc: i32,
     pub key_id: i64,
+    pub conn: super::world::ConnId,
 }
 
 /// The answer to one request.
@@ -318,15 +319,16 @@ fn get_difference(world: &World, bot: UserId, req: functions::updates::GetDiffer
             .to_bytes(),
         );
     }
-    if i64::from(b.pts) - i64::from(req.pts) > i64::from(MAX_DIFFERENCE) {
+    if i64::from(b.pts) - i64::from(req.pts) > i64::from(world.settings.difference_limit) {
         return ok(
             enums::updates::Difference::TooLong(types::updates::DifferenceTooLong { pts: b.pts })
                 .to_bytes(),
         );
     }
-    let limit = req.pts_total_limit.map_or(DIFFERENCE_SLICE, |l| {
-        (l.max(1) as usize).min(DIFFERENCE_SLICE)
-    });
+    let slice = world.settings.difference_slice;
+    let limit = req
+        .pts_total_limit
+        .map_or(slice, |l| (l.max(1) as usize).min(slice));
     let pending: Vec<_> = b.log.iter().filter(|e| e.pts > req.pts).cloned().collect();
     let slice = pending.len() > limit;
     let entries = &pending[..pending.len().min(limit)];

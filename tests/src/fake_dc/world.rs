@@ -6,21 +6,19 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use grammers_tl_types::{Serializable as _, enums, types};
 use smol::channel::Sender;
 
 use super::crypto::sha256;
 use super::fault::{Fault, FaultKind};
+use super::salts::{Salts, now_millis};
+use super::settings::Settings;
 use super::tl_defaults;
 
 pub type UserId = i64;
 pub type ConnId = u64;
-
-/// How many updates getDifference may be behind before it answers `TooLong`.
-pub const MAX_DIFFERENCE: i32 = 1000;
-/// Most messages per `updates.difference`; more make a `differenceSlice`.
-pub const DIFFERENCE_SLICE: usize = 100;
 
 /// Something the world asks a live connection to do.
 #[derive(Clone, Debug)]
@@ -74,7 +72,7 @@ pub struct StoredFile {
 pub struct AuthKey {
     pub key: Box<[u8; 256]>,
     pub dc: i32,
-    pub salt: i64,
+    pub salts: Salts,
     /// The bot this key is logged in as.
     pub bot: Option<UserId>,
     /// Made by a handshake here (not registered as a stored session).
@@ -93,6 +91,9 @@ pub struct Conn {
     pub peer: IpAddr,
     pub key_id: Option<i64>,
     pub session_id: Option<i64>,
+    /// When the client last sent a message here (updates go to a session's most recently
+    /// active connection).
+    pub last_active: Instant,
     pub push: Sender<Push>,
 }
 
@@ -108,6 +109,7 @@ impl Conn {
             peer,
             key_id: None,
             session_id: None,
+            last_active: Instant::now(),
             push,
         }
     }
@@ -174,6 +176,7 @@ pub struct World {
     pub conns: HashMap<ConnId, Conn>,
     pub faults: Vec<Fault>,
     pub stats: Stats,
+    pub settings: Settings,
     /// auth.exportAuthorization tokens: bytes -> (user, target dc).
     pub exported: HashMap<Vec<u8>, (UserId, i32)>,
     next_id: i64,
@@ -562,7 +565,7 @@ impl World {
             AuthKey {
                 key: Box::new(key),
                 dc,
-                salt,
+                salts: Salts::new(salt, now_millis()),
                 bot,
                 from_handshake: false,
                 counted_for: bot,
@@ -570,6 +573,12 @@ impl World {
             },
         );
         id
+    }
+
+    /// The salt the server wants now from key `key_id`.
+    pub fn current_salt(&self, key_id: i64) -> Option<i64> {
+        let key = self.keys.get(&key_id)?;
+        Some(key.salts.current(now_millis(), self.settings.salt_period))
     }
 
     /// Logs key `key_id` in as `bot`. A key made by a handshake counts as one handshake
