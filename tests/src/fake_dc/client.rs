@@ -11,7 +11,7 @@ use grammers_crypto::DequeBuffer;
 use grammers_mtproto::mtp::{Deserialization, Encrypted, Mtp as _, Plain};
 use grammers_mtproto::transport::{self, Abridged, Full, Intermediate, Transport};
 use grammers_tl_types::{
-    self as tl, Deserializable as _, RemoteCall, Serializable as _, enums, functions,
+    self as tl, Deserializable as _, RemoteCall, Serializable as _, enums, functions, types,
 };
 use telegram_bots_core::handshake::{Handshake, HandshakeError, Progress};
 use telegram_bots_core::random::Random;
@@ -158,6 +158,38 @@ impl TestClient {
         };
         let answer = self.call_raw(&body)?;
         R::Return::from_bytes(&answer).map_err(|e| CallError::Protocol(format!("bad answer: {e}")))
+    }
+
+    /// `auth.importBotAuthorization` with the test application.
+    pub fn login(&mut self, token: &str) -> Result<enums::auth::Authorization, CallError> {
+        self.call(&functions::auth::ImportBotAuthorization {
+            flags: 0,
+            api_id: super::TEST_API_ID,
+            api_hash: super::TEST_API_HASH.into(),
+            bot_auth_token: token.into(),
+        })
+    }
+
+    pub fn get_state(&mut self) -> Result<types::updates::State, CallError> {
+        let enums::updates::State::State(state) = self.call(&functions::updates::GetState {})?;
+        Ok(state)
+    }
+
+    /// `updates.getDifference` from `pts` and `date`.
+    pub fn get_difference(
+        &mut self,
+        pts: i32,
+        date: i32,
+        pts_total_limit: Option<i32>,
+    ) -> Result<enums::updates::Difference, CallError> {
+        self.call(&functions::updates::GetDifference {
+            pts,
+            pts_limit: None,
+            pts_total_limit,
+            date,
+            qts: 0,
+            qts_limit: None,
+        })
     }
 
     /// Sends one request body and waits for its result (resending after bad_server_salt

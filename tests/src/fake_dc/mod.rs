@@ -12,6 +12,7 @@
 pub mod client;
 pub mod control;
 pub mod crypto;
+pub mod difference;
 pub mod envelope;
 pub mod fault;
 pub mod handshake;

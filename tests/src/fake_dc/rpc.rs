@@ -7,6 +7,7 @@ use grammers_tl_types::{
     types,
 };
 
+use super::difference;
 use super::fault::FaultKind;
 use super::tl_defaults;
 use super::world::{StoredFile, UserId, World, now_unix};
@@ -224,13 +225,14 @@ fn dispatch(
             .to_bytes())
         }
         updates::GetState::CONSTRUCTOR_ID => {
-            ok(state(world, bot.expect("checked above"), None).to_bytes())
+            ok(difference::state(world, bot.expect("checked above")).to_bytes())
         }
-        updates::GetDifference::CONSTRUCTOR_ID => get_difference(
+        updates::GetDifference::CONSTRUCTOR_ID => ok(difference::get_difference(
             world,
             bot.expect("checked above"),
-            updates::GetDifference::from_bytes(body)?,
-        ),
+            &updates::GetDifference::from_bytes(body)?,
+        )
+        .to_bytes()),
         upload::GetFile::CONSTRUCTOR_ID => {
             get_file(world, caller, bot, upload::GetFile::from_bytes(body)?)
         }
@@ -295,69 +297,6 @@ fn import_bot_authorization(
     world.log_in(caller.key_id, bot_id);
     *world.stats.logins.entry(bot_id).or_default() += 1;
     ok(authorization(world, bot_id))
-}
-
-fn state(world: &World, bot: UserId, pts: Option<i32>) -> enums::updates::State {
-    let b = &world.bots[&bot];
-    enums::updates::State::State(types::updates::State {
-        pts: pts.unwrap_or(b.pts),
-        qts: 0,
-        date: b.date,
-        seq: 0,
-        unread_count: 0,
-    })
-}
-
-fn get_difference(world: &World, bot: UserId, req: functions::updates::GetDifference) -> Answer {
-    let b = &world.bots[&bot];
-    if req.pts >= b.pts {
-        return ok(
-            enums::updates::Difference::Empty(types::updates::DifferenceEmpty {
-                date: now_unix(),
-                seq: 0,
-            })
-            .to_bytes(),
-        );
-    }
-    if i64::from(b.pts) - i64::from(req.pts) > i64::from(world.settings.difference_limit) {
-        return ok(
-            enums::updates::Difference::TooLong(types::updates::DifferenceTooLong { pts: b.pts })
-                .to_bytes(),
-        );
-    }
-    let slice = world.settings.difference_slice;
-    let limit = req
-        .pts_total_limit
-        .map_or(slice, |l| (l.max(1) as usize).min(slice));
-    let pending: Vec<_> = b.log.iter().filter(|e| e.pts > req.pts).cloned().collect();
-    let slice = pending.len() > limit;
-    let entries = &pending[..pending.len().min(limit)];
-    let (users, chats) = world.entities(entries);
-    let new_messages = entries
-        .iter()
-        .map(|e| enums::Message::Message(e.message.clone()))
-        .collect();
-    let answer = if slice {
-        let last = entries.last().expect("limit is at least 1").pts;
-        enums::updates::Difference::Slice(types::updates::DifferenceSlice {
-            new_messages,
-            new_encrypted_messages: vec![],
-            other_updates: vec![],
-            chats,
-            users,
-            intermediate_state: state(world, bot, Some(last)),
-        })
-    } else {
-        enums::updates::Difference::Difference(types::updates::Difference {
-            new_messages,
-            new_encrypted_messages: vec![],
-            other_updates: vec![],
-            chats,
-            users,
-            state: state(world, bot, None),
-        })
-    };
-    ok(answer.to_bytes())
 }
 
 /// `upload.getFile` with Telegram's rules: offset and limit multiples of 4 KiB (1 KiB

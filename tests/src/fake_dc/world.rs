@@ -38,6 +38,8 @@ pub struct Bot {
     pub home_dc: i32,
     pub revoked: bool,
     pub pts: i32,
+    /// The common `seq` of the `updates` / `updatesCombined` pushed to the bot.
+    pub seq: i32,
     pub date: i32,
     pub next_message_id: i32,
     /// Messages by pts, oldest first.
@@ -256,6 +258,7 @@ impl World {
                 home_dc,
                 revoked: false,
                 pts: 1,
+                seq: 0,
                 date: now_unix(),
                 next_message_id: 1,
                 log: Vec::new(),
