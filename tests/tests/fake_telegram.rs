@@ -416,12 +416,9 @@ fn skipped_pts_leaves_a_gap_that_get_difference_fills() {
     .unwrap();
     let pts = text(&t, "after a gap");
     assert_eq!(pts, before + 4);
-    let enums::Updates::Updates(u) = client.next_update(Duration::from_secs(5)).unwrap().unwrap()
-    else {
-        panic!()
-    };
-    let enums::Update::NewMessage(m) = &u.updates[0] else {
-        panic!()
+    let update = client.next_update(Duration::from_secs(5)).unwrap();
+    let Some(enums::Updates::UpdateShortMessage(m)) = update else {
+        panic!("{update:?}")
     };
     assert_eq!(
         (m.pts, m.pts_count),

@@ -9,6 +9,7 @@
 //!
 //! [`FakeTelegram`] is the Rust API for in-process tests.
 
+pub mod channels;
 pub mod client;
 pub mod control;
 pub mod crypto;
@@ -16,6 +17,7 @@ pub mod difference;
 pub mod envelope;
 pub mod fault;
 pub mod handshake;
+pub mod messages;
 pub mod raw_client;
 pub mod received;
 pub mod rpc;
@@ -25,6 +27,7 @@ pub mod settings;
 pub mod tl_defaults;
 pub mod transport;
 pub mod world;
+pub mod wrappers;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -38,6 +41,7 @@ use smol::channel;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use self::channels::ChannelPost;
 use self::crypto::RsaKey;
 use self::fault::{Fault, FaultKind};
 use self::session::Connection;
@@ -202,6 +206,40 @@ impl FakeTelegram {
     /// Connections take them up with their next message.
     pub fn configure(&self, change: impl FnOnce(&mut Settings)) {
         change(&mut self.world().settings);
+    }
+
+    /// Several messages to one bot at once (pushed as one `updatesCombined`).
+    pub fn send_messages(&self, messages: Vec<NewMessage>) -> Result<Vec<Sent>, String> {
+        self.world().send_messages(messages)
+    }
+
+    /// Deletes messages of the bot's private chats and basic groups (an `updateShort`).
+    pub fn delete_messages(&self, bot: &str, message_ids: Vec<i32>) -> Result<i32, String> {
+        self.world().delete_messages(bot, message_ids)
+    }
+
+    /// A supergroup (`megagroup`) or broadcast channel with these bots in it; its id.
+    pub fn add_channel(&self, title: &str, megagroup: bool, bots: &[&str]) -> Result<i64, String> {
+        self.world().add_channel(title, megagroup, bots)
+    }
+
+    /// A message into a supergroup (from a user) or a post in a channel.
+    pub fn send_channel_message(&self, post: ChannelPost) -> Result<Sent, String> {
+        self.world().send_channel_message(post)
+    }
+
+    /// A text message from `from_user_id` in supergroup `channel_id`.
+    pub fn send_group_text(
+        &self,
+        channel_id: i64,
+        from_user_id: i64,
+        text: &str,
+    ) -> Result<Sent, String> {
+        self.send_channel_message(ChannelPost {
+            channel_id,
+            from_user_id: Some(from_user_id),
+            content: world::Content::Text(text.to_owned()),
+        })
     }
 
     pub fn add_fault(&self, fault: Fault) -> Result<(), String> {

@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use grammers_tl_types::{
-    self as tl, Cursor, Deserializable, Identifiable as _, Serializable as _, enums, functions,
-    types,
+    self as tl, Deserializable, Identifiable as _, Serializable as _, enums, functions, types,
 };
 
 use super::difference;
 use super::fault::FaultKind;
 use super::tl_defaults;
 use super::world::{StoredFile, UserId, World, now_unix};
+use super::wrappers;
 
 /// Who is calling: the connection, its DC and auth key.
 #[derive(Clone, Copy, Debug)]
@@ -35,59 +35,27 @@ fn err<T>(code: i32, message: impl Into<String>) -> Result<T, (i32, String)> {
     Err((code, message.into()))
 }
 
-/// The inner query of `invokeWithLayer` and friends, unparsed (constructor id included).
-struct Rest(Vec<u8>);
-
-impl Deserializable for Rest {
-    fn deserialize(buf: &mut Cursor) -> tl::deserialize::Result<Self> {
-        let mut v = Vec::new();
-        buf.read_to_end(&mut v)?;
-        Ok(Rest(v))
-    }
-}
-
-/// Strips the wrappers (`invokeWithLayer`, `initConnection`, `invokeWithoutUpdates`,
-/// `invokeAfterMsg`) and returns the inner call, constructor id first.
-fn unwrap_call(mut data: Vec<u8>) -> tl::deserialize::Result<Vec<u8>> {
-    // Real clients nest two or three wrappers; more is an attack on the copying below.
-    for _ in 0..8 {
-        let id = u32::from_bytes(&data)?;
-        let rest = &data[4..];
-        data = match id {
-            functions::InvokeWithLayer::<Rest>::CONSTRUCTOR_ID => {
-                functions::InvokeWithLayer::<Rest>::from_bytes(rest)?
-                    .query
-                    .0
-            }
-            functions::InitConnection::<Rest>::CONSTRUCTOR_ID => {
-                functions::InitConnection::<Rest>::from_bytes(rest)?.query.0
-            }
-            functions::InvokeWithoutUpdates::<Rest>::CONSTRUCTOR_ID => {
-                functions::InvokeWithoutUpdates::<Rest>::from_bytes(rest)?
-                    .query
-                    .0
-            }
-            functions::InvokeAfterMsg::<Rest>::CONSTRUCTOR_ID => {
-                functions::InvokeAfterMsg::<Rest>::from_bytes(rest)?.query.0
-            }
-            _ => return Ok(data),
-        };
-    }
-    Err(tl::deserialize::Error::UnexpectedEof)
-}
-
 /// Answers one API request (`data` is the message body, constructor id first).
 pub fn call(world: &mut World, caller: Caller, data: Vec<u8>) -> Reply {
-    let Ok(data) = unwrap_call(data) else {
+    let Ok(unwrapped) = wrappers::unwrap(data) else {
         return Reply {
             result: err(400, "INPUT_REQUEST_INVALID"),
             delay: None,
             method: "?",
         };
     };
+    let data = unwrapped.query;
     let id = u32::from_bytes(&data).unwrap_or(0);
     let method = tl::name_for_id(id);
+    *world.stats.calls.entry(method).or_default() += 1;
     let body = &data[4..];
+    // Any call but a file method, outside invokeWithoutUpdates, subscribes the connection.
+    if !unwrapped.without_updates
+        && !method.starts_with("upload.")
+        && let Some(conn) = world.conns.get_mut(&caller.conn)
+    {
+        conn.subscribed = true;
+    }
     let logged_in = world.keys.get(&caller.key_id).and_then(|k| k.bot);
     // Faults match the bot the call is about: the logged-in one, or the token's.
     let fault_bot = logged_in.or_else(|| {
@@ -227,6 +195,12 @@ fn dispatch(
         updates::GetState::CONSTRUCTOR_ID => {
             ok(difference::state(world, bot.expect("checked above")).to_bytes())
         }
+        updates::GetChannelDifference::CONSTRUCTOR_ID => Ok(difference::get_channel_difference(
+            world,
+            bot.expect("checked above"),
+            &updates::GetChannelDifference::from_bytes(body)?,
+        )
+        .map(|d| d.to_bytes())),
         updates::GetDifference::CONSTRUCTOR_ID => ok(difference::get_difference(
             world,
             bot.expect("checked above"),
@@ -249,6 +223,7 @@ fn is_known(id: u32) -> bool {
             | users::GetFullUser::CONSTRUCTOR_ID
             | updates::GetState::CONSTRUCTOR_ID
             | updates::GetDifference::CONSTRUCTOR_ID
+            | updates::GetChannelDifference::CONSTRUCTOR_ID
             | upload::GetFile::CONSTRUCTOR_ID
     )
 }

@@ -3,16 +3,17 @@
 //! counters tests read. One `World` serves every DC of a set, as Telegram's accounts
 //! span its DCs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use grammers_tl_types::{Serializable as _, enums, types};
+use grammers_tl_types::enums;
 use smol::channel::Sender;
 
-use super::crypto::sha256;
+use super::channels::Channel;
 use super::fault::{Fault, FaultKind};
+pub use super::messages::{Content, LogEntry, NewMessage, Sent, hex, voice_bytes};
 use super::salts::{Salts, now_millis};
 use super::settings::Settings;
 use super::tl_defaults;
@@ -47,14 +48,6 @@ pub struct Bot {
 }
 
 #[derive(Clone, Debug)]
-pub struct LogEntry {
-    pub pts: i32,
-    pub message: types::Message,
-    pub from: UserId,
-    pub chat: Option<i64>,
-}
-
-#[derive(Clone, Debug)]
 pub struct User {
     pub id: UserId,
     pub access_hash: i64,
@@ -68,6 +61,8 @@ pub struct StoredFile {
     pub dc: i32,
     pub file_reference: Vec<u8>,
     pub bytes: Arc<Vec<u8>>,
+    /// The bots that received it in a message (only they may download it).
+    pub receivers: BTreeSet<UserId>,
 }
 
 #[derive(Clone, Debug)]
@@ -96,6 +91,9 @@ pub struct Conn {
     /// When the client last sent a message here (updates go to a session's most recently
     /// active connection).
     pub last_active: Instant,
+    /// An API call not in `invokeWithoutUpdates` (and not a file method) subscribed this
+    /// connection to updates.
+    pub subscribed: bool,
     pub push: Sender<Push>,
 }
 
@@ -112,6 +110,7 @@ impl Conn {
             key_id: None,
             session_id: None,
             last_active: Instant::now(),
+            subscribed: false,
             push,
         }
     }
@@ -131,41 +130,12 @@ pub struct Stats {
     pub files_served_by_bot: HashMap<UserId, u64>,
     /// Client messages that arrived as `gzip_packed`.
     pub gzipped_requests: u64,
+    /// API calls by method name.
+    pub calls: BTreeMap<&'static str, u64>,
     /// The most client sessions logged in as the bot at once.
     pub peak_sessions: HashMap<UserId, u64>,
     /// The most distinct peer addresses of those sessions at once.
     pub peak_peers: HashMap<UserId, u64>,
-}
-
-/// A message a test sends to a bot.
-#[derive(Clone, Debug)]
-pub struct NewMessage {
-    pub bot: String,
-    pub chat_id: i64,
-    pub from_user_id: UserId,
-    pub content: Content,
-}
-
-#[derive(Clone, Debug)]
-pub enum Content {
-    Text(String),
-    Voice {
-        size: usize,
-        duration: i32,
-        mime_type: String,
-        /// Bytes from this seed (deterministic), unless `bytes` is given.
-        seed: u64,
-        bytes: Option<Vec<u8>>,
-        /// The DC the file lives on (the bot's home DC when `None`).
-        dc: Option<i32>,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sent {
-    pub message_id: i32,
-    pub pts: i32,
-    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -173,6 +143,7 @@ pub struct World {
     pub dcs: BTreeMap<i32, SocketAddr>,
     pub bots: BTreeMap<UserId, Bot>,
     pub users: HashMap<UserId, User>,
+    pub channels: BTreeMap<i64, Channel>,
     pub files: HashMap<i64, StoredFile>,
     pub keys: HashMap<i64, AuthKey>,
     pub conns: HashMap<ConnId, Conn>,
@@ -181,26 +152,9 @@ pub struct World {
     pub settings: Settings,
     /// auth.exportAuthorization tokens: bytes -> (user, target dc).
     pub exported: HashMap<Vec<u8>, (UserId, i32)>,
+    /// Pushes a `reorder_updates` fault holds back until the bot's next one.
+    pub held_pushes: HashMap<UserId, Vec<enums::Updates>>,
     next_id: i64,
-}
-
-/// Deterministic bytes for a voice file: a splitmix64 stream from `seed`.
-pub fn voice_bytes(seed: u64, size: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(size + 8);
-    while out.len() < size {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(size);
-    out
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl World {
@@ -278,7 +232,7 @@ impl World {
         self.bots.values().find(|b| b.token == token)
     }
 
-    fn ensure_user(&mut self, id: UserId) {
+    pub(super) fn ensure_user(&mut self, id: UserId) {
         if !self.users.contains_key(&id) && !self.bots.contains_key(&id) {
             let access_hash = self.fresh_id();
             self.users.insert(
@@ -328,175 +282,41 @@ impl World {
         enums::Chat::Chat(chat)
     }
 
-    /// Stores a message for a bot, advances its pts (in the same step), pushes the update
-    /// to the bot's live sessions, and says what was sent.
-    pub fn send_message(&mut self, req: NewMessage) -> Result<Sent, String> {
-        let bot_id = self
-            .bot_by_username(&req.bot)
-            .ok_or_else(|| format!("no bot @{}", req.bot))?
-            .user_id;
-        if req.from_user_id <= 0 {
-            return Err("from_user_id must be positive".into());
-        }
-        self.ensure_user(req.from_user_id);
-        let skip = self
-            .take_fault(FaultKind::SkipPts, Some(bot_id), None)
-            .map_or(0, |f| f.count.max(1));
-        let now = now_unix();
-        let (media, sha) = match &req.content {
-            Content::Text(_) => (None, None),
-            Content::Voice {
-                size,
-                duration,
-                mime_type,
-                seed,
-                bytes,
-                dc,
-            } => {
-                let bytes = bytes.clone().unwrap_or_else(|| voice_bytes(*seed, *size));
-                let dc = dc.unwrap_or(self.bots[&bot_id].home_dc);
-                if !self.dcs.contains_key(&dc) {
-                    return Err(format!("no DC {dc}"));
-                }
-                let sha = hex(&sha256(&[&bytes]));
-                let (id, access_hash) = (self.fresh_id(), self.fresh_id());
-                let file_reference = id.to_le_bytes().to_vec();
-                let audio = types::DocumentAttributeAudio {
-                    voice: true,
-                    duration: *duration,
-                    title: None,
-                    performer: None,
-                    waveform: None,
-                };
-                let doc = tl_defaults::document(
-                    id,
-                    access_hash,
-                    file_reference.clone(),
-                    now,
-                    mime_type.clone(),
-                    bytes.len() as i64,
-                    dc,
-                    vec![enums::DocumentAttribute::Audio(audio)],
-                );
-                self.files.insert(
-                    id,
-                    StoredFile {
-                        id,
-                        access_hash,
-                        dc,
-                        file_reference,
-                        bytes: Arc::new(bytes),
-                    },
-                );
-                let mut media = tl_defaults::message_media_document();
-                media.voice = true;
-                media.document = Some(enums::Document::Document(doc));
-                (Some(enums::MessageMedia::Document(media)), Some(sha))
-            }
-        };
-        let private = req.chat_id == req.from_user_id;
-        let bot = self.bots.get_mut(&bot_id).expect("looked up");
-        let message_id = bot.next_message_id;
-        bot.next_message_id += 1;
-        bot.pts = bot
-            .pts
-            .saturating_add(1)
-            .saturating_add(skip.clamp(0, 1_000_000));
-        bot.date = now;
-        let pts = bot.pts;
-        let peer = if private {
-            enums::Peer::User(types::PeerUser {
-                user_id: req.from_user_id,
-            })
-        } else {
-            enums::Peer::Chat(types::PeerChat {
-                chat_id: req.chat_id,
-            })
-        };
-        let text = match &req.content {
-            Content::Text(text) => text.clone(),
-            Content::Voice { .. } => String::new(),
-        };
-        let mut message = tl_defaults::message(message_id, peer, now, text);
-        message.media = media;
-        if !private {
-            message.from_id = Some(enums::Peer::User(types::PeerUser {
-                user_id: req.from_user_id,
-            }));
-        }
-        let entry = LogEntry {
-            pts,
-            message,
-            from: req.from_user_id,
-            chat: (!private).then_some(req.chat_id),
-        };
-        bot.log.push(entry.clone());
-        let updates = self.updates_for(&[entry]);
-        self.push_to_bot(bot_id, Push::Updates(updates.to_bytes()));
-        Ok(Sent {
-            message_id,
-            pts,
-            sha256: sha,
-        })
-    }
-
-    /// `Updates` with these log entries as `updateNewMessage`s, and their users and chats.
-    pub fn updates_for(&self, entries: &[LogEntry]) -> enums::Updates {
-        let (users, chats) = self.entities(entries);
-        let updates = entries
-            .iter()
-            .map(|e| {
-                enums::Update::NewMessage(types::UpdateNewMessage {
-                    message: enums::Message::Message(e.message.clone()),
-                    pts: e.pts,
-                    pts_count: 1,
-                })
-            })
-            .collect();
-        enums::Updates::Updates(types::Updates {
-            updates,
-            users,
-            chats,
-            date: now_unix(),
-            seq: 0,
-        })
-    }
-
-    /// The users and chats that `entries` mention.
-    pub fn entities(&self, entries: &[LogEntry]) -> (Vec<enums::User>, Vec<enums::Chat>) {
-        let mut user_ids: Vec<UserId> = entries.iter().map(|e| e.from).collect();
-        user_ids.sort_unstable();
-        user_ids.dedup();
-        let mut chat_ids: Vec<i64> = entries.iter().filter_map(|e| e.chat).collect();
-        chat_ids.sort_unstable();
-        chat_ids.dedup();
-        (
-            user_ids
-                .into_iter()
-                .filter_map(|id| self.user_object(id))
-                .collect(),
-            chat_ids
-                .into_iter()
-                .map(|id| self.chat_object(id))
-                .collect(),
-        )
-    }
-
-    /// Sends `push` to every live connection logged in as `bot_id` that has a session.
+    /// Sends `push` to the sessions Telegram would push to: on the bot's home DC (not one
+    /// that only imported an authorization for downloads), logged in as the bot,
+    /// subscribed (not only `invokeWithoutUpdates` and file calls), each on its most
+    /// recently active connection. A close goes to every connection of the bot.
     pub fn push_to_bot(&mut self, bot_id: UserId, push: Push) {
-        let mut pushed = 0;
-        for conn in self.conns.values() {
-            let logged_in = conn
-                .key_id
+        let logged_in = |conn: &Conn| {
+            conn.key_id
                 .and_then(|k| self.keys.get(&k))
-                .is_some_and(|k| k.bot == Some(bot_id));
-            if logged_in && conn.session_id.is_some() && conn.push.try_send(push.clone()).is_ok() {
-                pushed += 1;
+                .is_some_and(|k| k.bot == Some(bot_id))
+        };
+        if matches!(push, Push::Close { .. }) {
+            for conn in self.conns.values().filter(|c| logged_in(c)) {
+                let _ = conn.push.try_send(push.clone());
+            }
+            return;
+        }
+        let home = self.bots.get(&bot_id).map(|b| b.home_dc);
+        let mut targets: HashMap<(i64, i64), &Conn> = HashMap::new();
+        for conn in self.conns.values() {
+            let (Some(key_id), Some(session_id)) = (conn.key_id, conn.session_id) else {
+                continue;
+            };
+            if !logged_in(conn) || !conn.subscribed || Some(conn.dc) != home {
+                continue;
+            }
+            let best = targets.entry((key_id, session_id)).or_insert(conn);
+            if conn.last_active > best.last_active {
+                *best = conn;
             }
         }
-        if matches!(push, Push::Updates(_)) {
-            *self.stats.messages_pushed.entry(bot_id).or_default() += pushed;
-        }
+        let pushed = targets
+            .values()
+            .filter(|conn| conn.push.try_send(push.clone()).is_ok())
+            .count() as u64;
+        *self.stats.messages_pushed.entry(bot_id).or_default() += pushed;
     }
 
     /// Removes and returns the first matching scripted fault (counting down `times`).
@@ -680,6 +500,7 @@ impl World {
             "auth_key_conflicts": self.stats.auth_key_conflicts,
             "files_served": self.stats.files_served,
             "gzipped_requests": self.stats.gzipped_requests,
+            "calls": self.stats.calls,
             "auth_keys": self.keys.len(),
         })
     }
