@@ -110,8 +110,8 @@ impl Link {
         self.call(
             functions::auth::ImportBotAuthorization {
                 flags: 0,
-                api_id: 1,
-                api_hash: "0123456789abcdef0123456789abcdef".into(),
+                api_id: telegram_bots_tests::fake_dc::TEST_API_ID,
+                api_hash: telegram_bots_tests::fake_dc::TEST_API_HASH.into(),
                 bot_auth_token: TOKEN.into(),
             }
             .to_bytes(),

@@ -54,6 +54,12 @@ fn handle(shared: &Shared, control: std::net::SocketAddr, request: &Request) -> 
         ("POST", "/messages") => request.json().and_then(|v| send_messages(shared, &v)),
         ("POST", "/deletions") => request.json().and_then(|v| delete_messages(shared, &v)),
         ("POST", "/channels") => request.json().and_then(|v| add_channel(shared, &v)),
+        ("POST", "/apps") => request.json().and_then(|v| {
+            let api_id = i32::try_from(integer(&v, "api_id")?)
+                .map_err(|_| "`api_id` is out of range".to_owned())?;
+            shared.world().add_app(api_id, string(&v, "api_hash")?)?;
+            Ok(json!({ "ok": true }))
+        }),
         ("POST", "/faults") => request.json().and_then(|v| {
             shared.world().add_fault(Fault::from_json(&v)?)?;
             Ok(json!({ "ok": true }))
@@ -67,8 +73,8 @@ fn handle(shared: &Shared, control: std::net::SocketAddr, request: &Request) -> 
         }),
         (
             _,
-            "/info" | "/stats" | "/bots" | "/messages" | "/deletions" | "/channels" | "/faults"
-            | "/auth_keys" | "/settings",
+            "/info" | "/stats" | "/bots" | "/messages" | "/deletions" | "/channels" | "/apps"
+            | "/faults" | "/auth_keys" | "/settings",
         ) => {
             return (405, json!({ "error": "method not allowed" }));
         }

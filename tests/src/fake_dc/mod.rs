@@ -114,6 +114,7 @@ impl FakeTelegram {
     /// Starts one DC per address (ids 1, 2, ...; port 0 picks a free port).
     pub fn start_on(addrs: &[SocketAddr]) -> io::Result<FakeTelegram> {
         let mut world = World::default();
+        world.apps.insert(TEST_API_ID, TEST_API_HASH.to_owned());
         let mut listeners = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let listener = TcpListener::bind(addr)?;
@@ -177,6 +178,11 @@ impl FakeTelegram {
 
     pub fn rsa_public_key_pem(&self) -> String {
         self.shared.rsa.public_pem()
+    }
+
+    /// Registers another application (`api_id` and `api_hash` a client may log in with).
+    pub fn add_app(&self, api_id: i32, api_hash: &str) -> Result<(), String> {
+        self.world().add_app(api_id, api_hash)
     }
 
     pub fn add_bot(&self, token: &str, username: &str) -> Result<UserId, String> {

@@ -1,6 +1,6 @@
 //! The API methods the fake DC answers, over the world.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grammers_tl_types::{
     self as tl, Deserializable, Identifiable as _, Serializable as _, enums, functions, types,
@@ -10,7 +10,7 @@ use super::difference;
 use super::fault::FaultKind;
 use super::tl_defaults;
 use super::world::{StoredFile, UserId, World, now_unix};
-use super::wrappers;
+use super::wrappers::{self, ClientInfo};
 
 /// Who is calling: the connection, its DC and auth key.
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +49,13 @@ pub fn call(world: &mut World, caller: Caller, data: Vec<u8>) -> Reply {
     let method = tl::name_for_id(id);
     *world.stats.calls.entry(method).or_default() += 1;
     let body = &data[4..];
+    if let Err(refused) = init_connection(world, caller, unwrapped.init.as_ref()) {
+        return Reply {
+            result: Err(refused),
+            delay: None,
+            method,
+        };
+    }
     // Any call but a file method, outside invokeWithoutUpdates, subscribes the connection.
     if !unwrapped.without_updates
         && !method.starts_with("upload.")
@@ -91,6 +98,42 @@ pub fn call(world: &mut World, caller: Caller, data: Vec<u8>) -> Reply {
     let result = dispatch(world, caller, id, body, logged_in)
         .unwrap_or_else(|_| Err((400, "INPUT_REQUEST_INVALID".to_owned())));
     reply(result)
+}
+
+/// Telegram's rule that the first call on a key is wrapped in `initConnection`
+/// (`CONNECTION_NOT_INITED`), and its checks of what `initConnection` says: a registered
+/// `api_id`, and no empty client fields.
+fn init_connection(
+    world: &mut World,
+    caller: Caller,
+    init: Option<&ClientInfo>,
+) -> Result<(), (i32, String)> {
+    let registered = init.is_some_and(|i| world.apps.contains_key(&i.api_id));
+    let Some(key) = world.keys.get_mut(&caller.key_id) else {
+        return Ok(());
+    };
+    let Some(init) = init else {
+        return if key.initialized {
+            Ok(())
+        } else {
+            err(400, "CONNECTION_NOT_INITED")
+        };
+    };
+    let empty = [
+        (&init.device_model, "CONNECTION_DEVICE_MODEL_EMPTY"),
+        (&init.system_version, "CONNECTION_SYSTEM_EMPTY"),
+        (&init.app_version, "CONNECTION_APP_VERSION_EMPTY"),
+        (&init.system_lang_code, "CONNECTION_SYSTEM_LANG_CODE_EMPTY"),
+        (&init.lang_code, "CONNECTION_LANG_CODE_EMPTY"),
+    ];
+    if !registered {
+        return err(400, "CONNECTION_API_ID_INVALID");
+    }
+    if let Some((_, error)) = empty.iter().find(|(field, _)| field.trim().is_empty()) {
+        return err(400, *error);
+    }
+    key.initialized = true;
+    Ok(())
 }
 
 /// The answer, or the body did not parse.
@@ -259,6 +302,9 @@ fn import_bot_authorization(
     caller: Caller,
     req: functions::auth::ImportBotAuthorization,
 ) -> Answer {
+    if world.apps.get(&req.api_id) != Some(&req.api_hash) {
+        return rpc_err(400, "API_ID_INVALID");
+    }
     let Some(bot) = world
         .bot_by_token(&req.bot_auth_token)
         .filter(|b| !b.revoked)
@@ -269,6 +315,19 @@ fn import_bot_authorization(
     if home != caller.dc {
         return rpc_err(303, format!("USER_MIGRATE_{home}"));
     }
+    // Repeated logins draw FLOOD_WAIT on their own, as Telegram's do.
+    let (limit, window) = (world.settings.login_limit, world.settings.login_window);
+    let now = Instant::now();
+    let bot = world.bots.get_mut(&bot_id).expect("looked up");
+    bot.recent_logins
+        .retain(|at| now.duration_since(*at) < window);
+    if bot.recent_logins.len() >= limit as usize {
+        let oldest = bot.recent_logins[0];
+        let wait = window.saturating_sub(now.duration_since(oldest));
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return rpc_err(420, format!("FLOOD_WAIT_{}", seconds.max(1)));
+    }
+    bot.recent_logins.push(now);
     world.log_in(caller.key_id, bot_id);
     *world.stats.logins.entry(bot_id).or_default() += 1;
     ok(authorization(world, bot_id))

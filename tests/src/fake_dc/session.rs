@@ -22,7 +22,7 @@ use super::fault::FaultKind;
 use super::handshake::{Handshake, Outcome};
 use super::received::{Received, Verdict};
 use super::rpc::{self, Caller};
-use super::salts::{Salts, now_millis};
+use super::salts::now_millis;
 use super::settings::Settings;
 use super::transport::ServerTransport;
 use super::world::{AuthKey, ConnId, Push, World, now_unix};
@@ -337,18 +337,9 @@ impl Connection {
                 let id = auth_key_id(&auth_key);
                 let mut world = shared.world();
                 world.stats.handshakes += 1;
-                world.keys.insert(
-                    id,
-                    AuthKey {
-                        key: auth_key.clone(),
-                        dc: self.dc,
-                        salts: Salts::new(salt, now_millis()),
-                        bot: None,
-                        from_handshake: true,
-                        counted_for: None,
-                        last_sender: None,
-                    },
-                );
+                world
+                    .keys
+                    .insert(id, AuthKey::new(auth_key.clone(), self.dc, salt, true));
                 self.key = Some(Key {
                     id,
                     bytes: auth_key,

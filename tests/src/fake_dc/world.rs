@@ -45,6 +45,8 @@ pub struct Bot {
     pub next_message_id: i32,
     /// Messages by pts, oldest first.
     pub log: Vec<LogEntry>,
+    /// When the bot logged in lately (`login_limit` per `login_window`).
+    pub recent_logins: Vec<Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -78,6 +80,24 @@ pub struct AuthKey {
     pub counted_for: Option<UserId>,
     /// The connection, and its peer address, of the key's latest message.
     pub last_sender: Option<(ConnId, IpAddr)>,
+    /// `initConnection` was called on this key (its client info is saved).
+    pub initialized: bool,
+}
+
+impl AuthKey {
+    /// A key made by a handshake here, or registered as a stored session.
+    pub fn new(key: Box<[u8; 256]>, dc: i32, first_salt: i64, from_handshake: bool) -> AuthKey {
+        AuthKey {
+            key,
+            dc,
+            salts: Salts::new(first_salt, now_millis()),
+            bot: None,
+            from_handshake,
+            counted_for: None,
+            last_sender: None,
+            initialized: false,
+        }
+    }
 }
 
 /// A live connection, as the world sees it.
@@ -152,6 +172,8 @@ pub struct World {
     pub settings: Settings,
     /// auth.exportAuthorization tokens: bytes -> (user, target dc).
     pub exported: HashMap<Vec<u8>, (UserId, i32)>,
+    /// Registered applications: api_id -> api_hash.
+    pub apps: BTreeMap<i32, String>,
     /// Pushes a `reorder_updates` fault holds back until the bot's next one.
     pub held_pushes: HashMap<UserId, Vec<enums::Updates>>,
     next_id: i64,
@@ -168,8 +190,20 @@ impl World {
         self.dcs.keys().next().copied().unwrap_or(1)
     }
 
-    /// Registers a bot; its user id is the token's prefix before ':' when numeric, as
-    /// with Telegram's tokens, else a fresh id.
+    /// Registers an application: Telegram's `api_hash` is 32 hex digits.
+    pub fn add_app(&mut self, api_id: i32, api_hash: &str) -> Result<(), String> {
+        if api_id <= 0 || api_hash.len() != 32 || !api_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("an app is a positive api_id and a 32-hex-digit api_hash".into());
+        }
+        if self.apps.contains_key(&api_id) {
+            return Err(format!("api_id {api_id} is registered"));
+        }
+        self.apps.insert(api_id, api_hash.to_owned());
+        Ok(())
+    }
+
+    /// Registers a bot. As with Telegram's tokens, the numeric prefix before ':' is the
+    /// bot's user id: a token without one, or whose id is taken, is refused.
     pub fn add_bot(
         &mut self,
         token: &str,
@@ -193,14 +227,17 @@ impl World {
         if !self.dcs.contains_key(&home_dc) {
             return Err(format!("no DC {home_dc}"));
         }
-        let user_id = match token.split_once(':').map(|(id, _)| id.parse::<i64>()) {
-            Some(Ok(id))
-                if id > 0 && !self.users.contains_key(&id) && !self.bots.contains_key(&id) =>
-            {
-                id
-            }
-            _ => self.fresh_id(),
+        let user_id = match token.split_once(':') {
+            Some((id, secret)) if !secret.is_empty() => id
+                .parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| format!("the token's prefix {id:?} is no user id"))?,
+            _ => return Err("a bot token is `<user id>:<secret>`".into()),
         };
+        if self.users.contains_key(&user_id) || self.bots.contains_key(&user_id) {
+            return Err(format!("user id {user_id} (the token's prefix) is taken"));
+        }
         let access_hash = self.fresh_id();
         self.bots.insert(
             user_id,
@@ -216,6 +253,7 @@ impl World {
                 date: now_unix(),
                 next_message_id: 1,
                 log: Vec::new(),
+                recent_logins: Vec::new(),
             },
         );
         Ok(user_id)
@@ -383,18 +421,10 @@ impl World {
     pub fn add_auth_key(&mut self, dc: i32, key: [u8; 256], bot: Option<UserId>) -> i64 {
         let id = super::crypto::auth_key_id(&key);
         let salt = i64::from_le_bytes(super::crypto::random::<8>());
-        self.keys.insert(
-            id,
-            AuthKey {
-                key: Box::new(key),
-                dc,
-                salts: Salts::new(salt, now_millis()),
-                bot,
-                from_handshake: false,
-                counted_for: bot,
-                last_sender: None,
-            },
-        );
+        let mut entry = AuthKey::new(Box::new(key), dc, salt, false);
+        entry.bot = bot;
+        entry.counted_for = bot;
+        self.keys.insert(id, entry);
         id
     }
 
