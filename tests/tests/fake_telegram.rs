@@ -109,6 +109,8 @@ fn unknown_token_and_unknown_key_are_refused() {
     let e = rpc_error(login(&mut client, "7000001:wrong"));
     assert_eq!((e.code, e.message.as_str()), (400, "ACCESS_TOKEN_INVALID"));
     let e = rpc_error(client.call(&functions::messages::GetDialogFilters {}));
+    assert_eq!((e.code, e.message.as_str()), (401, "AUTH_KEY_UNREGISTERED"));
+    let e = rpc_error(client.call(&functions::help::GetCdnConfig {}));
     assert_eq!((e.code, e.message.as_str()), (400, "INPUT_METHOD_INVALID"));
 
     let mut stranger = TestClient::with_key(t.addr(1), key(99), Framing::Full).unwrap();
@@ -214,7 +216,7 @@ fn get_file(
     let (id, access_hash, file_reference) = {
         let world = t.world();
         let f = world.files.values().next().expect("a stored file");
-        (f.id, f.access_hash, f.file_reference.clone())
+        (f.id, f.access_hash, world.file_reference(f.id).unwrap())
     };
     let enums::upload::File::File(file) = client.call(&functions::upload::GetFile {
         precise,

@@ -133,7 +133,7 @@ impl World {
                     unreachable!("built above")
                 };
                 enums::Update::NewChannelMessage(types::UpdateNewChannelMessage {
-                    message: enums::Message::Message((**message).clone()),
+                    message: self.handed_out(message),
                     pts,
                     pts_count: 1,
                 })
@@ -152,6 +152,32 @@ impl World {
             pts,
             sha256: sha,
         })
+    }
+
+    /// `channels.getMessages` for a member bot: the channel's messages by id, as handed out
+    /// now (fresh file references).
+    pub fn get_channel_messages(
+        &self,
+        bot: UserId,
+        channel: &enums::InputChannel,
+        ids: &[enums::InputMessage],
+    ) -> Result<enums::messages::Messages, (i32, String)> {
+        let channel = self.member_channel(channel, bot)?;
+        let (messages, found) = self.messages_by_id(ids, &channel.log);
+        let (users, _) = self.entities(&found);
+        let count = found.len() as i32;
+        Ok(enums::messages::Messages::ChannelMessages(
+            types::messages::ChannelMessages {
+                inexact: false,
+                pts: channel.pts,
+                count,
+                offset_id_offset: None,
+                messages,
+                topics: vec![],
+                chats: self.channel_object(channel.id).into_iter().collect(),
+                users,
+            },
+        ))
     }
 
     /// The TL object of a channel, as its members see it.

@@ -53,16 +53,14 @@ fn channels_to_fetch(world: &World, bot: UserId, date: i32) -> Vec<enums::Update
         .collect()
 }
 
-/// The messages among `entries`, and the other events as updates.
-fn split(entries: &[LogEntry]) -> (Vec<enums::Message>, Vec<enums::Update>) {
+/// The messages among `entries` (as handed out), and the other events as updates.
+fn split(world: &World, entries: &[LogEntry]) -> (Vec<enums::Message>, Vec<enums::Update>) {
     let mut messages = Vec::new();
     let mut others = Vec::new();
     for entry in entries {
         match &entry.event {
-            Event::Message { message, .. } => {
-                messages.push(enums::Message::Message((**message).clone()));
-            }
-            Event::Deleted(_) => others.push(World::update_of(entry)),
+            Event::Message { message, .. } => messages.push(world.handed_out(message)),
+            Event::Deleted(_) => others.push(world.update_of(entry)),
         }
     }
     (messages, others)
@@ -96,7 +94,7 @@ pub fn get_difference(
     let slice = world.settings.difference_slice;
     let entries: Vec<LogEntry> = pending.iter().take(slice).map(|e| (*e).clone()).collect();
     let (users, chats) = world.entities(&entries);
-    let (new_messages, mut other_updates) = split(&entries);
+    let (new_messages, mut other_updates) = split(world, &entries);
     if pending.len() > slice {
         let last = entries.last().expect("a slice is never empty");
         return enums::updates::Difference::Slice(types::updates::DifferenceSlice {
@@ -144,7 +142,7 @@ pub fn get_channel_difference(
     if channel.pts - req.pts > world.settings.channel_difference_limit {
         let latest = &channel.log[channel.log.len().saturating_sub(TOO_LONG_MESSAGES)..];
         let (users, _) = world.entities(latest);
-        let (messages, _) = split(latest);
+        let (messages, _) = split(world, latest);
         let peer = enums::Peer::Channel(types::PeerChannel {
             channel_id: channel.id,
         });
@@ -171,7 +169,7 @@ pub fn get_channel_difference(
         entries.last().expect("limit is at least 1").pts
     };
     let (users, _) = world.entities(&entries);
-    let (new_messages, other_updates) = split(&entries);
+    let (new_messages, other_updates) = split(world, &entries);
     Ok(enums::updates::ChannelDifference::Difference(
         types::updates::ChannelDifference {
             r#final: is_final,

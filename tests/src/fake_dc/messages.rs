@@ -120,7 +120,6 @@ impl World {
         }
         let sha = hex(&sha256(&[&bytes]));
         let (id, access_hash) = (self.fresh_id(), self.fresh_id());
-        let file_reference = id.to_le_bytes().to_vec();
         let audio = types::DocumentAttributeAudio {
             voice: true,
             duration: *duration,
@@ -128,10 +127,11 @@ impl World {
             performer: None,
             waveform: None,
         };
+        // The reference is filled in whenever the message is handed out.
         let doc = tl_defaults::document(
             id,
             access_hash,
-            file_reference.clone(),
+            Vec::new(),
             now_unix(),
             mime_type.clone(),
             bytes.len() as i64,
@@ -144,9 +144,9 @@ impl World {
                 id,
                 access_hash,
                 dc,
-                file_reference,
                 bytes: Arc::new(bytes),
                 receivers,
+                reference_secret: super::crypto::random(),
             },
         );
         let mut media = tl_defaults::message_media_document();
@@ -263,10 +263,10 @@ impl World {
     }
 
     /// The `Update` an event of a bot's common box is.
-    pub fn update_of(entry: &LogEntry) -> enums::Update {
+    pub fn update_of(&self, entry: &LogEntry) -> enums::Update {
         match &entry.event {
             Event::Message { message, .. } => enums::Update::NewMessage(types::UpdateNewMessage {
-                message: enums::Message::Message((**message).clone()),
+                message: self.handed_out(message),
                 pts: entry.pts,
                 pts_count: entry.pts_count,
             }),
@@ -328,7 +328,7 @@ impl World {
                 }
                 Event::Deleted(_) => {
                     return enums::Updates::UpdateShort(types::UpdateShort {
-                        update: Self::update_of(entry),
+                        update: self.update_of(entry),
                         date,
                     });
                 }
@@ -336,7 +336,7 @@ impl World {
             }
         }
         let (users, chats) = self.entities(entries);
-        let updates = entries.iter().map(Self::update_of).collect();
+        let updates = entries.iter().map(|e| self.update_of(e)).collect();
         let bot = self.bots.get_mut(&bot_id).expect("a known bot");
         let seq_start = bot.seq + 1;
         bot.seq += entries.len() as i32;
@@ -421,4 +421,65 @@ impl World {
             self.push_to_bot(bot_id, Push::Updates(push.to_bytes()));
         }
     }
+
+    /// `messages.getMessages` for a bot: its private-chat and basic-group messages by id,
+    /// as handed out now (fresh file references); `messageEmpty` for ids it has none of.
+    pub fn get_messages(
+        &self,
+        bot: UserId,
+        ids: &[enums::InputMessage],
+    ) -> enums::messages::Messages {
+        let (messages, found) = self.messages_by_id(ids, &self.bots[&bot].log);
+        let (users, chats) = self.entities(&found);
+        enums::messages::Messages::Messages(types::messages::Messages {
+            messages,
+            topics: vec![],
+            chats,
+            users,
+        })
+    }
+
+    /// The messages `ids` name in `log`, as handed out (`messageEmpty` for the missing),
+    /// and their entries.
+    pub(super) fn messages_by_id(
+        &self,
+        ids: &[enums::InputMessage],
+        log: &[LogEntry],
+    ) -> (Vec<enums::Message>, Vec<LogEntry>) {
+        let mut found = Vec::new();
+        let messages = ids
+            .iter()
+            .map(|input| {
+                let id = match input {
+                    enums::InputMessage::Id(m) => m.id,
+                    _ => 0,
+                };
+                match find_message(log, id) {
+                    Some(
+                        entry @ LogEntry {
+                            event: Event::Message { message, .. },
+                            ..
+                        },
+                    ) => {
+                        found.push(entry.clone());
+                        self.handed_out(message)
+                    }
+                    _ => enums::Message::Empty(types::MessageEmpty { id, peer_id: None }),
+                }
+            })
+            .collect();
+        (messages, found)
+    }
+}
+
+/// The entry of message `id` in `log`, unless it was deleted.
+fn find_message(log: &[LogEntry], id: i32) -> Option<&LogEntry> {
+    let deleted = log
+        .iter()
+        .any(|e| matches!(&e.event, Event::Deleted(ids) if ids.contains(&id)));
+    if deleted {
+        return None;
+    }
+    log.iter()
+        .find(|e| matches!(&e.event, Event::Message { message, .. } if message.id == id))
 }

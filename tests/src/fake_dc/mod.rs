@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod difference;
 pub mod envelope;
 pub mod fault;
+pub mod files;
 pub mod handshake;
 pub mod messages;
 pub mod raw_client;

@@ -8,8 +8,9 @@ use grammers_tl_types::{
 
 use super::difference;
 use super::fault::FaultKind;
+use super::files;
 use super::tl_defaults;
-use super::world::{StoredFile, UserId, World, now_unix};
+use super::world::{UserId, World, now_unix};
 use super::wrappers::{self, ClientInfo};
 
 /// Who is calling: the connection, its DC and auth key.
@@ -154,7 +155,7 @@ fn dispatch(
     body: &[u8],
     logged_in: Option<UserId>,
 ) -> Answer {
-    use functions::{auth, help, updates, upload, users};
+    use functions::{auth, channels, help, messages, updates, upload, users};
     // Everything but the configuration and logging in needs a logged-in key.
     let needs_login = !matches!(
         id,
@@ -164,7 +165,9 @@ fn dispatch(
     );
     let bot = match logged_in {
         Some(bot) => Some(bot),
-        None if needs_login && is_known(id) => return rpc_err(401, "AUTH_KEY_UNREGISTERED"),
+        None if needs_login && (is_known(id) || user_only(tl::name_for_id(id))) => {
+            return rpc_err(401, "AUTH_KEY_UNREGISTERED");
+        }
         None => None,
     };
     match id {
@@ -250,18 +253,36 @@ fn dispatch(
             &updates::GetDifference::from_bytes(body)?,
         )
         .to_bytes()),
-        upload::GetFile::CONSTRUCTOR_ID => {
-            get_file(world, caller, bot, upload::GetFile::from_bytes(body)?)
+        upload::GetFile::CONSTRUCTOR_ID => Ok(files::get_file(
+            world,
+            caller.dc,
+            bot,
+            upload::GetFile::from_bytes(body)?,
+        )),
+        messages::GetMessages::CONSTRUCTOR_ID => {
+            let req = messages::GetMessages::from_bytes(body)?;
+            ok(world
+                .get_messages(bot.expect("checked above"), &req.id)
+                .to_bytes())
         }
+        channels::GetMessages::CONSTRUCTOR_ID => {
+            let req = channels::GetMessages::from_bytes(body)?;
+            Ok(world
+                .get_channel_messages(bot.expect("checked above"), &req.channel, &req.id)
+                .map(|m| m.to_bytes()))
+        }
+        _ if bot.is_some() && user_only(tl::name_for_id(id)) => rpc_err(400, "BOT_METHOD_INVALID"),
         _ => rpc_err(400, "INPUT_METHOD_INVALID"),
     }
 }
 
 fn is_known(id: u32) -> bool {
-    use functions::{auth, updates, upload, users};
+    use functions::{auth, channels, messages, updates, upload, users};
     matches!(
         id,
         auth::ExportAuthorization::CONSTRUCTOR_ID
+            | messages::GetMessages::CONSTRUCTOR_ID
+            | channels::GetMessages::CONSTRUCTOR_ID
             | users::GetUsers::CONSTRUCTOR_ID
             | users::GetFullUser::CONSTRUCTOR_ID
             | updates::GetState::CONSTRUCTOR_ID
@@ -269,6 +290,51 @@ fn is_known(id: u32) -> bool {
             | updates::GetChannelDifference::CONSTRUCTOR_ID
             | upload::GetFile::CONSTRUCTOR_ID
     )
+}
+
+/// Methods Telegram answers `BOT_METHOD_INVALID` when a bot calls them: what only a
+/// user account does (signing in by phone, its account, contacts, dialogs and history,
+/// joining chats, stories, folders). The rest of the schema the fake DC does not serve
+/// answers `INPUT_METHOD_INVALID`.
+fn user_only(method: &str) -> bool {
+    const NAMESPACES: [&str; 7] = [
+        "account.",
+        "contacts.",
+        "stories.",
+        "chatlists.",
+        "folders.",
+        "premium.",
+        "smsjobs.",
+    ];
+    const METHODS: [&str; 24] = [
+        "auth.sendCode",
+        "auth.resendCode",
+        "auth.cancelCode",
+        "auth.signIn",
+        "auth.signUp",
+        "auth.checkPassword",
+        "auth.requestPasswordRecovery",
+        "auth.recoverPassword",
+        "auth.exportLoginToken",
+        "auth.importLoginToken",
+        "auth.acceptLoginToken",
+        "auth.resetAuthorizations",
+        "messages.getDialogs",
+        "messages.getPinnedDialogs",
+        "messages.getPeerDialogs",
+        "messages.getHistory",
+        "messages.search",
+        "messages.searchGlobal",
+        "messages.readHistory",
+        "messages.getAllChats",
+        "messages.importChatInvite",
+        "messages.getDialogFilters",
+        "channels.joinChannel",
+        "channels.readHistory",
+    ];
+    // Bots resolve usernames like anyone.
+    (NAMESPACES.iter().any(|ns| method.starts_with(ns)) && method != "contacts.resolveUsername")
+        || METHODS.contains(&method)
 }
 
 fn config(world: &World, this_dc: i32) -> enums::Config {
@@ -331,72 +397,4 @@ fn import_bot_authorization(
     world.log_in(caller.key_id, bot_id);
     *world.stats.logins.entry(bot_id).or_default() += 1;
     ok(authorization(world, bot_id))
-}
-
-/// `upload.getFile` with Telegram's rules: offset and limit multiples of 4 KiB (1 KiB
-/// with `precise`), limit at most 1 MiB and dividing it, no request across a 1 MiB
-/// boundary.
-fn get_file(
-    world: &mut World,
-    caller: Caller,
-    bot: Option<UserId>,
-    req: functions::upload::GetFile,
-) -> Answer {
-    const MIB: i64 = 1024 * 1024;
-    let enums::InputFileLocation::InputDocumentFileLocation(loc) = req.location else {
-        return rpc_err(400, "LOCATION_INVALID");
-    };
-    let Some(file) = world
-        .files
-        .get(&loc.id)
-        .filter(|f| f.access_hash == loc.access_hash)
-        .cloned()
-    else {
-        return rpc_err(400, "FILE_ID_INVALID");
-    };
-    let StoredFile {
-        dc,
-        file_reference,
-        bytes,
-        ..
-    } = file;
-    if dc != caller.dc {
-        return rpc_err(303, format!("FILE_MIGRATE_{dc}"));
-    }
-    if loc.file_reference != file_reference
-        || world
-            .take_fault(FaultKind::FileReferenceExpired, bot, Some("upload.getFile"))
-            .is_some()
-    {
-        return rpc_err(400, "FILE_REFERENCE_EXPIRED");
-    }
-    let (offset, limit) = (req.offset, i64::from(req.limit));
-    let unit = if req.precise { 1024 } else { 4096 };
-    if offset < 0 || offset % unit != 0 {
-        return rpc_err(400, "OFFSET_INVALID");
-    }
-    let limit_ok =
-        limit > 0 && limit % unit == 0 && limit <= MIB && (req.precise || MIB % limit == 0);
-    // Within one MiB: the chunk may not run past the end of the MiB it starts in.
-    if !limit_ok || offset % MIB + limit > MIB {
-        return rpc_err(400, "LIMIT_INVALID");
-    }
-    let start = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let end = usize::try_from(offset.saturating_add(limit))
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    if end == bytes.len() && start < end {
-        world.stats.files_served += 1;
-        if let Some(bot) = bot {
-            *world.stats.files_served_by_bot.entry(bot).or_default() += 1;
-        }
-    }
-    ok(enums::upload::File::File(types::upload::File {
-        r#type: enums::storage::FileType::FileUnknown,
-        mtime: 0,
-        bytes: bytes[start..end].to_vec(),
-    })
-    .to_bytes())
 }

@@ -3,9 +3,8 @@
 //! counters tests read. One `World` serves every DC of a set, as Telegram's accounts
 //! span its DCs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Instant;
 
 use grammers_tl_types::enums;
@@ -13,6 +12,7 @@ use smol::channel::Sender;
 
 use super::channels::Channel;
 use super::fault::{Fault, FaultKind};
+pub use super::files::StoredFile;
 pub use super::messages::{Content, LogEntry, NewMessage, Sent, hex, voice_bytes};
 use super::salts::{Salts, now_millis};
 use super::settings::Settings;
@@ -54,17 +54,6 @@ pub struct User {
     pub id: UserId,
     pub access_hash: i64,
     pub first_name: String,
-}
-
-#[derive(Clone, Debug)]
-pub struct StoredFile {
-    pub id: i64,
-    pub access_hash: i64,
-    pub dc: i32,
-    pub file_reference: Vec<u8>,
-    pub bytes: Arc<Vec<u8>>,
-    /// The bots that received it in a message (only they may download it).
-    pub receivers: BTreeSet<UserId>,
 }
 
 #[derive(Clone, Debug)]
