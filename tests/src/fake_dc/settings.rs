@@ -59,27 +59,18 @@ impl Default for Settings {
     }
 }
 
-/// A duration setting in the control API's JSON: milliseconds, named `..._ms`.
-const DURATIONS: [&str; 6] = [
-    "salt_period",
-    "salt_grace",
-    "idle_timeout",
-    "resend_after",
-    "file_reference_ttl",
-    "login_window",
-];
-
 impl Settings {
-    fn duration_mut(&mut self, name: &str) -> &mut Duration {
-        match name {
-            "salt_period" => &mut self.salt_period,
-            "salt_grace" => &mut self.salt_grace,
-            "idle_timeout" => &mut self.idle_timeout,
-            "resend_after" => &mut self.resend_after,
-            "file_reference_ttl" => &mut self.file_reference_ttl,
-            "login_window" => &mut self.login_window,
-            _ => unreachable!("listed in DURATIONS"),
-        }
+    /// The duration settings, by the name the control API gives them (plus `_ms`: they
+    /// are in milliseconds there).
+    fn durations_mut(&mut self) -> [(&'static str, &mut Duration); 6] {
+        [
+            ("salt_period", &mut self.salt_period),
+            ("salt_grace", &mut self.salt_grace),
+            ("idle_timeout", &mut self.idle_timeout),
+            ("resend_after", &mut self.resend_after),
+            ("file_reference_ttl", &mut self.file_reference_ttl),
+            ("login_window", &mut self.login_window),
+        ]
     }
 
     /// As the control API shows them (`GET /settings`).
@@ -93,9 +84,8 @@ impl Settings {
             "difference_limit": self.difference_limit,
             "channel_difference_limit": self.channel_difference_limit,
         });
-        let mut copy = self.clone();
-        for name in DURATIONS {
-            v[format!("{name}_ms")] = (copy.duration_mut(name).as_millis() as u64).into();
+        for (name, duration) in self.clone().durations_mut() {
+            v[format!("{name}_ms")] = (duration.as_millis() as u64).into();
         }
         v
     }
@@ -123,11 +113,12 @@ impl Settings {
                 "difference_limit" => next.difference_limit = positive()? as i32,
                 "channel_difference_limit" => next.channel_difference_limit = positive()? as i32,
                 other => {
-                    let name = other
-                        .strip_suffix("_ms")
-                        .filter(|n| DURATIONS.contains(n))
+                    let (_, duration) = next
+                        .durations_mut()
+                        .into_iter()
+                        .find(|(name, _)| other.strip_suffix("_ms") == Some(name))
                         .ok_or_else(|| format!("unknown setting `{other}`"))?;
-                    *next.duration_mut(name) = Duration::from_millis(positive()?);
+                    *duration = Duration::from_millis(positive()?);
                 }
             }
         }
