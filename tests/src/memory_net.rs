@@ -46,15 +46,10 @@ impl<K: Ord + Clone> MemoryNet<K> {
         self.disconnect(telegram, &key);
         self.next_id += 1;
         let (push, pushes) = smol::channel::unbounded();
-        telegram.world().conns.insert(
-            self.next_id,
-            Conn {
-                dc,
-                key_id: None,
-                session_id: None,
-                push,
-            },
-        );
+        telegram
+            .world()
+            .conns
+            .insert(self.next_id, Conn::new(dc, push));
         self.conns.insert(
             key,
             (self.next_id, Connection::new(self.next_id, dc), pushes),
@@ -78,7 +73,7 @@ impl<K: Ord + Clone> MemoryNet<K> {
         let (_, conn, _) = self.conns.get_mut(key)?;
         let out = conn.handle_read(bytes, &shared);
         let answer = Answer {
-            frames: out.frames.into_iter().map(|(_, f)| f).collect(),
+            frames: out.frames,
             closed: out.close,
         };
         if answer.closed {
@@ -97,7 +92,7 @@ impl<K: Ord + Clone> MemoryNet<K> {
         let (_, conn, _) = self.conns.get_mut(&key).expect("found above");
         let out = conn.handle_push(push, &shared);
         let answer = Answer {
-            frames: out.frames.into_iter().map(|(_, f)| f).collect(),
+            frames: out.frames,
             closed: out.close,
         };
         if answer.closed {

@@ -62,8 +62,8 @@ fn config(ws: &str, token: &str) -> BotConfig {
     BotConfig {
         workspace_id: ws.into(),
         token: Secret::new(token.into()),
-        api_id: 1,
-        api_hash: Secret::new("0123456789abcdef0123456789abcdef".into()),
+        api_id: telegram_bots_tests::fake_dc::TEST_API_ID,
+        api_hash: Secret::new(telegram_bots_tests::fake_dc::TEST_API_HASH.into()),
         default_dc: 1,
     }
 }

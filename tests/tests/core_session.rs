@@ -34,15 +34,7 @@ impl Link {
 
     fn on(telegram: FakeTelegram, auth_key: Option<[u8; 256]>) -> Link {
         let (push, pushes) = smol::channel::unbounded();
-        telegram.world().conns.insert(
-            900,
-            Conn {
-                dc: 1,
-                key_id: None,
-                session_id: None,
-                push,
-            },
-        );
+        telegram.world().conns.insert(900, Conn::new(1, push));
         // grammers' session reads the system clock for message ids, so Unix time is real.
         let unix_secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -86,7 +78,7 @@ impl Link {
             } else {
                 break;
             };
-            for (_, reply) in replies {
+            for reply in replies {
                 self.session
                     .handle_input(&reply, self.now, &mut self.random);
             }
@@ -118,8 +110,8 @@ impl Link {
         self.call(
             functions::auth::ImportBotAuthorization {
                 flags: 0,
-                api_id: 1,
-                api_hash: "0123456789abcdef0123456789abcdef".into(),
+                api_id: telegram_bots_tests::fake_dc::TEST_API_ID,
+                api_hash: telegram_bots_tests::fake_dc::TEST_API_HASH.into(),
                 bot_auth_token: TOKEN.into(),
             }
             .to_bytes(),
@@ -225,7 +217,7 @@ fn keep_alive_pings_and_the_idle_deadline() {
         link.server.disconnect_at.is_some(),
         "ping_delay_disconnect armed the server's timer"
     );
-    for (_, frame) in out.frames {
+    for frame in out.frames {
         link.session
             .handle_input(&frame, link.now, &mut link.random);
     }

@@ -72,7 +72,13 @@ fn ready_line_and_control_api() {
             .unwrap()
             .starts_with("-----BEGIN RSA PUBLIC KEY-----\n")
     );
+    assert_eq!(
+        (info["api_id"].as_i64(), info["api_hash"].as_str()),
+        (Some(12345), Some("0123456789abcdef0123456789abcdef")),
+        "the test app"
+    );
     let base = info["control"].as_str().unwrap().to_owned();
+    assert_eq!(get(&base, "/info").1, info);
 
     let (status, bot) = post(
         &base,
@@ -86,6 +92,13 @@ fn ready_line_and_control_api() {
         json!({"token": "5000001:AAa", "username": "bot1"}),
     );
     assert_eq!(status, 400, "duplicate bot: {err}");
+    let (status, err) = post(
+        &base,
+        "/bots",
+        json!({"token": "5000001:AAother", "username": "bot9"}),
+    );
+    assert_eq!(status, 400, "a taken user id: {err}");
+    assert!(err["error"].as_str().unwrap().contains("5000001"), "{err}");
 
     let (status, sent) = post(
         &base,
@@ -152,6 +165,71 @@ fn ready_line_and_control_api() {
     );
     assert_eq!(status, 200);
     assert!(key["key_id"].is_i64());
+
+    // Messages sent together, deletions, supergroups and channels.
+    let (status, batch) = post(
+        &base,
+        "/messages",
+        json!([{"bot": "bot1", "from_user_id": 77, "text": "a"}, {"bot": "bot1", "from_user_id": 77, "text": "b"}]),
+    );
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(batch[1]["pts"].as_i64(), Some(5));
+    let (status, deleted) = post(
+        &base,
+        "/deletions",
+        json!({"bot": "bot1", "message_ids": [3, 4]}),
+    );
+    assert_eq!((status, deleted["pts"].as_i64()), (200, Some(7)));
+    let (status, group) = post(
+        &base,
+        "/channels",
+        json!({"title": "group", "bots": ["bot1"]}),
+    );
+    assert_eq!(status, 200, "{group}");
+    let (status, sent) = post(
+        &base,
+        "/messages",
+        json!({"channel_id": group["channel_id"], "from_user_id": 77, "text": "hi"}),
+    );
+    assert_eq!((status, sent["pts"].as_i64()), (200, Some(2)), "{sent}");
+    let (status, channel) = post(
+        &base,
+        "/channels",
+        json!({"title": "news", "megagroup": false, "bots": ["bot1"]}),
+    );
+    assert_eq!(status, 200);
+    for (path, body) in [
+        (
+            "/messages",
+            json!({"channel_id": channel["channel_id"], "from_user_id": 77, "text": "a post has no sender"}),
+        ),
+        (
+            "/messages",
+            json!({"channel_id": group["channel_id"], "bot": "bot1", "from_user_id": 77, "text": "x"}),
+        ),
+        ("/channels", json!({"title": "x", "bots": ["nobody"]})),
+        ("/deletions", json!({"bot": "bot1", "message_ids": []})),
+        ("/apps", json!({"api_id": 1, "api_hash": "short"})),
+        ("/settings", json!({"idle_timeout_ms": 0})),
+        ("/settings", json!({"no_such_setting": 1})),
+    ] {
+        let (status, body) = post(&base, path, body);
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+
+    // Applications and settings.
+    let (status, _) = post(
+        &base,
+        "/apps",
+        json!({"api_id": 777, "api_hash": "fedcba9876543210fedcba9876543210"}),
+    );
+    assert_eq!(status, 200);
+    let (status, settings) = post(&base, "/settings", json!({"idle_timeout_ms": 750}));
+    assert_eq!(
+        (status, settings["idle_timeout_ms"].as_i64()),
+        (200, Some(750))
+    );
+    assert_eq!(get(&base, "/settings").1, settings);
 
     let (status, stats) = get(&base, "/stats");
     assert_eq!(status, 200);

@@ -1,6 +1,9 @@
 //! Telethon (an independent MTProto client, from PyPI) against the `fake-telegram`
-//! binary: handshake, bot login, a pushed voice message and its download, a missed
-//! message caught up through getDifference. The scenario is tests/interop/telethon_interop.py.
+//! binary: handshake, bot login, a pushed voice message and its download (also on a second
+//! session of the same key), a text as a short update, supergroup messages, a missed message
+//! caught up through getDifference and a missed supergroup message through
+//! getChannelDifference, and one key used from two addresses at once. The scenario is
+//! tests/interop/telethon_interop.py.
 //!
 //! The Python interpreter comes from `TELETHON_PYTHON` (tests/run sets it to a venv with
 //! Telethon 1.45.0 installed), else `python3`; without Telethon the test fails and says how
@@ -33,5 +36,5 @@ fn telethon_logs_in_receives_downloads_and_catches_up() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "Telethon scenario failed:\n{text}");
-    assert!(text.contains("telethon: 8 passed, 0 failed"), "{text}");
+    assert!(text.contains("telethon: 15 passed, 0 failed"), "{text}");
 }

@@ -4,14 +4,14 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use grammers_crypto::DequeBuffer;
 use grammers_mtproto::mtp::{Deserialization, Encrypted, Mtp as _, Plain};
 use grammers_mtproto::transport::{self, Abridged, Full, Intermediate, Transport};
 use grammers_tl_types::{
-    self as tl, Deserializable as _, RemoteCall, Serializable as _, enums, functions,
+    self as tl, Deserializable as _, RemoteCall, Serializable as _, enums, functions, types,
 };
 use telegram_bots_core::handshake::{Handshake, HandshakeError, Progress};
 use telegram_bots_core::random::Random;
@@ -73,11 +73,40 @@ fn framing(framing: Framing) -> Box<dyn Transport + Send> {
     }
 }
 
+/// A deterministic auth key for tests, one per `seed`.
+pub fn test_key(seed: u8) -> [u8; 256] {
+    std::array::from_fn(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+}
+
+/// A TCP connection to `addr`, from the local address `from` when given (any address
+/// of 127.0.0.0/8 works on Linux: tests play several hosts that way).
+pub fn connect(addr: SocketAddr, from: Option<IpAddr>) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if let Some(ip) = from {
+        socket
+            .bind(&SocketAddr::new(ip, 0).into())
+            .map_err(|e| io::Error::new(e.kind(), format!("bind to {ip}: {e}")))?;
+    }
+    socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    socket.set_tcp_nodelay(true)?;
+    Ok(socket.into())
+}
+
 impl TestClient {
     /// Connects with an auth key the fake DC already knows (a stored session).
     pub fn with_key(addr: SocketAddr, key: [u8; 256], how: Framing) -> io::Result<TestClient> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_nodelay(true)?;
+        Self::with_key_from(None, addr, key, how)
+    }
+
+    /// [`with_key`](Self::with_key) from the local address `from`.
+    pub fn with_key_from(
+        from: Option<IpAddr>,
+        addr: SocketAddr,
+        key: [u8; 256],
+        how: Framing,
+    ) -> io::Result<TestClient> {
+        let stream = connect(addr, from)?;
         Ok(TestClient {
             stream,
             transport: framing(how),
@@ -95,8 +124,7 @@ impl TestClient {
         rsa: &RsaKey,
         how: Framing,
     ) -> Result<(TestClient, [u8; 256]), CallError> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_nodelay(true)?;
+        let stream = connect(addr, None)?;
         let mut raw = RawConn {
             stream,
             transport: framing(how),
@@ -126,25 +154,42 @@ impl TestClient {
             request.to_bytes()
         } else {
             self.wrapped = true;
-            functions::InvokeWithLayer {
-                layer: tl::LAYER,
-                query: functions::InitConnection {
-                    api_id: 1,
-                    device_model: "test".into(),
-                    system_version: "test".into(),
-                    app_version: "0".into(),
-                    system_lang_code: "en".into(),
-                    lang_pack: String::new(),
-                    lang_code: "en".into(),
-                    proxy: None,
-                    params: None,
-                    query: Serialized(request.to_bytes()),
-                },
-            }
-            .to_bytes()
+            init_connection(super::TEST_API_ID, request.to_bytes())
         };
         let answer = self.call_raw(&body)?;
         R::Return::from_bytes(&answer).map_err(|e| CallError::Protocol(format!("bad answer: {e}")))
+    }
+
+    /// `auth.importBotAuthorization` with the test application.
+    pub fn login(&mut self, token: &str) -> Result<enums::auth::Authorization, CallError> {
+        self.call(&functions::auth::ImportBotAuthorization {
+            flags: 0,
+            api_id: super::TEST_API_ID,
+            api_hash: super::TEST_API_HASH.into(),
+            bot_auth_token: token.into(),
+        })
+    }
+
+    pub fn get_state(&mut self) -> Result<types::updates::State, CallError> {
+        let enums::updates::State::State(state) = self.call(&functions::updates::GetState {})?;
+        Ok(state)
+    }
+
+    /// `updates.getDifference` from `pts` and `date`.
+    pub fn get_difference(
+        &mut self,
+        pts: i32,
+        date: i32,
+        pts_total_limit: Option<i32>,
+    ) -> Result<enums::updates::Difference, CallError> {
+        self.call(&functions::updates::GetDifference {
+            pts,
+            pts_limit: None,
+            pts_total_limit,
+            date,
+            qts: 0,
+            qts_limit: None,
+        })
     }
 
     /// Sends one request body and waits for its result (resending after bad_server_salt
@@ -270,6 +315,27 @@ impl TestClient {
             read_more(&mut self.stream, &mut self.buf, deadline - now)?;
         }
     }
+}
+
+/// `invokeWithLayer(initConnection(query))` as clients send their first request, for the
+/// application `api_id`.
+pub fn init_connection(api_id: i32, query: Vec<u8>) -> Vec<u8> {
+    functions::InvokeWithLayer {
+        layer: tl::LAYER,
+        query: functions::InitConnection {
+            api_id,
+            device_model: "test".into(),
+            system_version: "test".into(),
+            app_version: "0".into(),
+            system_lang_code: "en".into(),
+            lang_pack: String::new(),
+            lang_code: "en".into(),
+            proxy: None,
+            params: None,
+            query: Serialized(query),
+        },
+    }
+    .to_bytes()
 }
 
 /// Bytes that serialize as themselves (an already serialized request).

@@ -182,34 +182,79 @@ fn message_key_iv(auth_key: &[u8; 256], msg_key: &[u8], x: usize) -> ([u8; 32], 
     (key, iv)
 }
 
-/// Decrypts a client's message (`auth_key_id ‖ msg_key ‖ ciphertext`). `None` when the
-/// msg_key does not match: a forged, corrupted or wrongly keyed message.
-pub fn decrypt_from_client(auth_key: &[u8; 256], packet: &[u8]) -> Option<Vec<u8>> {
+/// Who sent a message: MTProto 2.0 derives keys differently for each direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    ClientToServer,
+    ServerToClient,
+}
+
+impl Direction {
+    fn x(self) -> usize {
+        match self {
+            Direction::ClientToServer => 0,
+            Direction::ServerToClient => 8,
+        }
+    }
+}
+
+/// Decrypts a message (`auth_key_id ‖ msg_key ‖ ciphertext`). `None` when the msg_key does
+/// not match: a forged, corrupted or wrongly keyed message.
+pub fn decrypt(auth_key: &[u8; 256], packet: &[u8], direction: Direction) -> Option<Vec<u8>> {
     if packet.len() < 24 + 32 || !(packet.len() - 24).is_multiple_of(16) {
         return None;
     }
+    let x = direction.x();
     let msg_key = &packet[8..24];
-    let (key, iv) = message_key_iv(auth_key, msg_key, 0);
+    let (key, iv) = message_key_iv(auth_key, msg_key, x);
     let mut plain = packet[24..].to_vec();
     aes::ige_decrypt(&mut plain, &key, &iv);
-    let expected = sha256(&[&auth_key[88..120], &plain]);
+    let expected = sha256(&[&auth_key[88 + x..120 + x], &plain]);
     (expected[8..24] == *msg_key).then_some(plain)
 }
 
-/// Encrypts a message for a client: pads `plaintext` (salt ‖ session ‖ msg_id ‖ seq ‖
-/// len ‖ data) with 12 to 27 random bytes to a multiple of 16.
-pub fn encrypt_to_client(auth_key: &[u8; 256], plaintext: &[u8]) -> Vec<u8> {
-    let pad = 12 + (16 - (plaintext.len() + 12) % 16) % 16;
+/// Decrypts a client's message.
+pub fn decrypt_from_client(auth_key: &[u8; 256], packet: &[u8]) -> Option<Vec<u8>> {
+    decrypt(auth_key, packet, Direction::ClientToServer)
+}
+
+/// Encrypts `plaintext` (salt ‖ session ‖ msg_id ‖ seq ‖ len ‖ data) with `padding` random
+/// bytes, which must bring it to a multiple of 16 (MTProto 2.0 asks for 12 to 1024).
+pub fn encrypt(
+    auth_key: &[u8; 256],
+    plaintext: &[u8],
+    padding: usize,
+    direction: Direction,
+) -> Vec<u8> {
+    let x = direction.x();
     let mut padded = plaintext.to_vec();
-    padded.extend_from_slice(&random::<32>()[..pad]);
-    let large = sha256(&[&auth_key[96..128], &padded]);
+    while padded.len() < plaintext.len() + padding {
+        let missing = plaintext.len() + padding - padded.len();
+        padded.extend_from_slice(&random::<32>()[..missing.min(32)]);
+    }
+    let large = sha256(&[&auth_key[88 + x..120 + x], &padded]);
     let msg_key = &large[8..24];
-    let (key, iv) = message_key_iv(auth_key, msg_key, 8);
+    let (key, iv) = message_key_iv(auth_key, msg_key, x);
     aes::ige_encrypt(&mut padded, &key, &iv);
     let mut out = auth_key_id(auth_key).to_le_bytes().to_vec();
     out.extend_from_slice(msg_key);
     out.extend(padded);
     out
+}
+
+/// The least MTProto 2.0 padding (12 to 27 bytes) that makes `len` a multiple of 16.
+pub fn padding_for(len: usize) -> usize {
+    12 + (16 - (len + 12) % 16) % 16
+}
+
+/// Encrypts a message for a client with the least padding.
+pub fn encrypt_to_client(auth_key: &[u8; 256], plaintext: &[u8]) -> Vec<u8> {
+    encrypt(
+        auth_key,
+        plaintext,
+        padding_for(plaintext.len()),
+        Direction::ServerToClient,
+    )
 }
 
 #[cfg(test)]

@@ -29,10 +29,19 @@ pub enum FaultKind {
     /// Answer the next matching request with a bare `future_salt`, a message no server
     /// sends and grammers' session panics on: for tests of panic isolation.
     BareFutureSalt,
+    /// Replace the bot's next push with `updatesTooLong` (the update stays in the box,
+    /// for `updates.getDifference`).
+    UpdatesTooLong,
+    /// Push the bot's next update twice.
+    DuplicateUpdate,
+    /// Hold the bot's next push back until the one after it has gone (out of order).
+    ReorderUpdates,
+    /// Replace the bot's next supergroup or channel push with `updateChannelTooLong`.
+    ChannelTooLong,
 }
 
 impl FaultKind {
-    pub const ALL: [(&'static str, FaultKind); 11] = [
+    pub const ALL: [(&'static str, FaultKind); 15] = [
         ("drop_connections", FaultKind::DropConnections),
         ("reset_connections", FaultKind::ResetConnections),
         ("stall", FaultKind::Stall),
@@ -44,6 +53,10 @@ impl FaultKind {
         ("too_many_connections", FaultKind::TooManyConnections),
         ("rpc_error", FaultKind::RpcError),
         ("bare_future_salt", FaultKind::BareFutureSalt),
+        ("updates_too_long", FaultKind::UpdatesTooLong),
+        ("duplicate_update", FaultKind::DuplicateUpdate),
+        ("reorder_updates", FaultKind::ReorderUpdates),
+        ("channel_too_long", FaultKind::ChannelTooLong),
     ];
 }
 
@@ -157,6 +170,10 @@ impl Fault {
             | FaultKind::DropConnections
             | FaultKind::ResetConnections
             | FaultKind::RevokeToken
+            | FaultKind::UpdatesTooLong
+            | FaultKind::DuplicateUpdate
+            | FaultKind::ReorderUpdates
+            | FaultKind::ChannelTooLong
                 if fault.method.is_some() =>
             {
                 return Err(format!("{kind_name} does not take a method"));

@@ -9,37 +9,53 @@
 //!
 //! [`FakeTelegram`] is the Rust API for in-process tests.
 
+pub mod channels;
 pub mod client;
 pub mod control;
 pub mod crypto;
+pub mod difference;
+pub mod envelope;
 pub mod fault;
+pub mod files;
 pub mod handshake;
+pub mod messages;
+pub mod raw_client;
+pub mod received;
 pub mod rpc;
+pub mod salts;
 pub mod session;
+pub mod settings;
 pub mod tl_defaults;
 pub mod transport;
 pub mod world;
+pub mod wrappers;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
-use std::time::Instant;
 
 use async_io::{Async, Timer};
 use smol::channel;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use self::channels::ChannelPost;
 use self::crypto::RsaKey;
 use self::fault::{Fault, FaultKind};
 use self::session::Connection;
+use self::settings::Settings;
 use self::world::{Conn, NewMessage, Push, Sent, UserId, World};
 
 /// Read buffer per connection: small, as 10,000 idle sessions must fit.
 const READ_BUFFER: usize = 4096;
+
+/// The test application every fake DC set accepts: its `api_id` and `api_hash` are in the
+/// ready line and `GET /info`.
+pub const TEST_API_ID: i32 = 12345;
+pub const TEST_API_HASH: &str = "0123456789abcdef0123456789abcdef";
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -59,7 +75,7 @@ impl Shared {
 /// the core against it.
 pub fn session_config() -> Arc<telegram_bots_core::session::SessionConfig> {
     let client = telegram_bots_core::session::ClientInfo {
-        api_id: 1,
+        api_id: TEST_API_ID,
         device_model: "test".into(),
         system_version: "test".into(),
         app_version: "0".into(),
@@ -99,6 +115,7 @@ impl FakeTelegram {
     /// Starts one DC per address (ids 1, 2, ...; port 0 picks a free port).
     pub fn start_on(addrs: &[SocketAddr]) -> io::Result<FakeTelegram> {
         let mut world = World::default();
+        world.apps.insert(TEST_API_ID, TEST_API_HASH.to_owned());
         let mut listeners = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let listener = TcpListener::bind(addr)?;
@@ -164,6 +181,11 @@ impl FakeTelegram {
         self.shared.rsa.public_pem()
     }
 
+    /// Registers another application (`api_id` and `api_hash` a client may log in with).
+    pub fn add_app(&self, api_id: i32, api_hash: &str) -> Result<(), String> {
+        self.world().add_app(api_id, api_hash)
+    }
+
     pub fn add_bot(&self, token: &str, username: &str) -> Result<UserId, String> {
         self.world().add_bot(token, username, None)
     }
@@ -183,6 +205,46 @@ impl FakeTelegram {
             bot: bot.to_owned(),
             chat_id: from_user_id,
             from_user_id,
+            content: world::Content::Text(text.to_owned()),
+        })
+    }
+
+    /// Changes timeouts and limits (tests shorten Telegram's so nothing waits for minutes).
+    /// Connections take them up with their next message.
+    pub fn configure(&self, change: impl FnOnce(&mut Settings)) {
+        change(&mut self.world().settings);
+    }
+
+    /// Several messages to one bot at once (pushed as one `updatesCombined`).
+    pub fn send_messages(&self, messages: Vec<NewMessage>) -> Result<Vec<Sent>, String> {
+        self.world().send_messages(messages)
+    }
+
+    /// Deletes messages of the bot's private chats and basic groups (an `updateShort`).
+    pub fn delete_messages(&self, bot: &str, message_ids: Vec<i32>) -> Result<i32, String> {
+        self.world().delete_messages(bot, message_ids)
+    }
+
+    /// A supergroup (`megagroup`) or broadcast channel with these bots in it; its id.
+    pub fn add_channel(&self, title: &str, megagroup: bool, bots: &[&str]) -> Result<i64, String> {
+        self.world().add_channel(title, megagroup, bots)
+    }
+
+    /// A message into a supergroup (from a user) or a post in a channel.
+    pub fn send_channel_message(&self, post: ChannelPost) -> Result<Sent, String> {
+        self.world().send_channel_message(post)
+    }
+
+    /// A text message from `from_user_id` in supergroup `channel_id`.
+    pub fn send_group_text(
+        &self,
+        channel_id: i64,
+        from_user_id: i64,
+        text: &str,
+    ) -> Result<Sent, String> {
+        self.send_channel_message(ChannelPost {
+            channel_id,
+            from_user_id: Some(from_user_id),
             content: world::Content::Text(text.to_owned()),
         })
     }
@@ -236,9 +298,10 @@ async fn accept_loop(
 ) {
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let Some(ex) = ex.upgrade() else { return };
-                ex.spawn(serve(shared.clone(), dc, stream)).detach();
+                ex.spawn(serve(shared.clone(), dc, peer.ip(), stream))
+                    .detach();
             }
             Err(e) => {
                 log(&format!("dc {dc}: accept: {e}"));
@@ -251,42 +314,41 @@ async fn accept_loop(
 enum Event {
     Read(io::Result<usize>),
     Push(Push),
-    Idle,
+    Timer,
 }
 
 /// Drives one connection until either side closes it.
-async fn serve(shared: Arc<Shared>, dc: i32, mut stream: Async<TcpStream>) {
+async fn serve(shared: Arc<Shared>, dc: i32, peer: IpAddr, mut stream: Async<TcpStream>) {
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (push, pushed) = channel::unbounded();
-    let refuse = {
+    let (refuse, settings) = {
         let mut world = shared.world();
         world.stats.connections_total += 1;
-        world.conns.insert(
-            id,
-            Conn {
-                dc,
-                key_id: None,
-                session_id: None,
-                push,
-            },
-        );
-        world
+        world.conns.insert(id, Conn::from_peer(dc, peer, push));
+        let refuse = world
             .take_fault(FaultKind::TooManyConnections, None, None)
-            .is_some()
+            .is_some();
+        (refuse, world.settings.clone())
     };
-    let mut conn = Connection::new(id, dc);
+    let mut conn = Connection::with_settings(id, dc, settings);
     let mut buf = [0u8; READ_BUFFER];
     let mut reset = false;
-    loop {
-        let disconnect_at = conn.disconnect_at;
+    'serve: loop {
+        let wake = conn.poll_timeout();
         let event = async { Event::Read(stream.read(&mut buf).await) }
-            .or(async { pushed.recv().await.map_or(Event::Idle, Event::Push) })
             .or(async {
-                match disconnect_at {
+                // The world holds the sender while the connection is registered.
+                match pushed.recv().await {
+                    Ok(push) => Event::Push(push),
+                    Err(_) => Event::Push(Push::Close { reset: false }),
+                }
+            })
+            .or(async {
+                match wake {
                     Some(at) => Timer::at(at).await,
                     None => std::future::pending().await,
                 };
-                Event::Idle
+                Event::Timer
             })
             .await;
         let output = match event {
@@ -301,15 +363,11 @@ async fn serve(shared: Arc<Shared>, dc: i32, mut stream: Async<TcpStream>) {
                 break;
             }
             Event::Push(p) => conn.handle_push(p, &shared),
-            Event::Idle if conn.disconnect_at.is_some_and(|at| at <= Instant::now()) => break,
-            Event::Idle => continue,
+            Event::Timer => conn.handle_timeout(&shared),
         };
-        for (delay, frame) in output.frames {
-            if let Some(delay) = delay {
-                Timer::after(delay).await;
-            }
+        for frame in output.frames {
             if stream.write_all(&frame).await.is_err() {
-                break;
+                break 'serve;
             }
         }
         if output.close {

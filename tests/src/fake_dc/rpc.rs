@@ -1,21 +1,24 @@
 //! The API methods the fake DC answers, over the world.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grammers_tl_types::{
-    self as tl, Cursor, Deserializable, Identifiable as _, Serializable as _, enums, functions,
-    types,
+    self as tl, Deserializable, Identifiable as _, Serializable as _, enums, functions, types,
 };
 
+use super::difference;
 use super::fault::FaultKind;
+use super::files;
 use super::tl_defaults;
-use super::world::{DIFFERENCE_SLICE, MAX_DIFFERENCE, StoredFile, UserId, World, now_unix};
+use super::world::{UserId, World, now_unix};
+use super::wrappers::{self, ClientInfo};
 
-/// Who is calling: the connection's DC and auth key.
+/// Who is calling: the connection, its DC and auth key.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
     pub dc: i32,
     pub key_id: i64,
+    pub conn: super::world::ConnId,
 }
 
 /// The answer to one request.
@@ -33,59 +36,34 @@ fn err<T>(code: i32, message: impl Into<String>) -> Result<T, (i32, String)> {
     Err((code, message.into()))
 }
 
-/// The inner query of `invokeWithLayer` and friends, unparsed (constructor id included).
-struct Rest(Vec<u8>);
-
-impl Deserializable for Rest {
-    fn deserialize(buf: &mut Cursor) -> tl::deserialize::Result<Self> {
-        let mut v = Vec::new();
-        buf.read_to_end(&mut v)?;
-        Ok(Rest(v))
-    }
-}
-
-/// Strips the wrappers (`invokeWithLayer`, `initConnection`, `invokeWithoutUpdates`,
-/// `invokeAfterMsg`) and returns the inner call, constructor id first.
-fn unwrap_call(mut data: Vec<u8>) -> tl::deserialize::Result<Vec<u8>> {
-    // Real clients nest two or three wrappers; more is an attack on the copying below.
-    for _ in 0..8 {
-        let id = u32::from_bytes(&data)?;
-        let rest = &data[4..];
-        data = match id {
-            functions::InvokeWithLayer::<Rest>::CONSTRUCTOR_ID => {
-                functions::InvokeWithLayer::<Rest>::from_bytes(rest)?
-                    .query
-                    .0
-            }
-            functions::InitConnection::<Rest>::CONSTRUCTOR_ID => {
-                functions::InitConnection::<Rest>::from_bytes(rest)?.query.0
-            }
-            functions::InvokeWithoutUpdates::<Rest>::CONSTRUCTOR_ID => {
-                functions::InvokeWithoutUpdates::<Rest>::from_bytes(rest)?
-                    .query
-                    .0
-            }
-            functions::InvokeAfterMsg::<Rest>::CONSTRUCTOR_ID => {
-                functions::InvokeAfterMsg::<Rest>::from_bytes(rest)?.query.0
-            }
-            _ => return Ok(data),
-        };
-    }
-    Err(tl::deserialize::Error::UnexpectedEof)
-}
-
 /// Answers one API request (`data` is the message body, constructor id first).
 pub fn call(world: &mut World, caller: Caller, data: Vec<u8>) -> Reply {
-    let Ok(data) = unwrap_call(data) else {
+    let Ok(unwrapped) = wrappers::unwrap(data) else {
         return Reply {
             result: err(400, "INPUT_REQUEST_INVALID"),
             delay: None,
             method: "?",
         };
     };
+    let data = unwrapped.query;
     let id = u32::from_bytes(&data).unwrap_or(0);
     let method = tl::name_for_id(id);
+    *world.stats.calls.entry(method).or_default() += 1;
     let body = &data[4..];
+    if let Err(refused) = init_connection(world, caller, unwrapped.init.as_ref()) {
+        return Reply {
+            result: Err(refused),
+            delay: None,
+            method,
+        };
+    }
+    // Any call but a file method, outside invokeWithoutUpdates, subscribes the connection.
+    if !unwrapped.without_updates
+        && !method.starts_with("upload.")
+        && let Some(conn) = world.conns.get_mut(&caller.conn)
+    {
+        conn.subscribed = true;
+    }
     let logged_in = world.keys.get(&caller.key_id).and_then(|k| k.bot);
     // Faults match the bot the call is about: the logged-in one, or the token's.
     let fault_bot = logged_in.or_else(|| {
@@ -123,6 +101,42 @@ pub fn call(world: &mut World, caller: Caller, data: Vec<u8>) -> Reply {
     reply(result)
 }
 
+/// Telegram's rule that the first call on a key is wrapped in `initConnection`
+/// (`CONNECTION_NOT_INITED`), and its checks of what `initConnection` says: a registered
+/// `api_id`, and no empty client fields.
+fn init_connection(
+    world: &mut World,
+    caller: Caller,
+    init: Option<&ClientInfo>,
+) -> Result<(), (i32, String)> {
+    let registered = init.is_some_and(|i| world.apps.contains_key(&i.api_id));
+    let Some(key) = world.keys.get_mut(&caller.key_id) else {
+        return Ok(());
+    };
+    let Some(init) = init else {
+        return if key.initialized {
+            Ok(())
+        } else {
+            err(400, "CONNECTION_NOT_INITED")
+        };
+    };
+    let empty = [
+        (&init.device_model, "CONNECTION_DEVICE_MODEL_EMPTY"),
+        (&init.system_version, "CONNECTION_SYSTEM_EMPTY"),
+        (&init.app_version, "CONNECTION_APP_VERSION_EMPTY"),
+        (&init.system_lang_code, "CONNECTION_SYSTEM_LANG_CODE_EMPTY"),
+        (&init.lang_code, "CONNECTION_LANG_CODE_EMPTY"),
+    ];
+    if !registered {
+        return err(400, "CONNECTION_API_ID_INVALID");
+    }
+    if let Some((_, error)) = empty.iter().find(|(field, _)| field.trim().is_empty()) {
+        return err(400, *error);
+    }
+    key.initialized = true;
+    Ok(())
+}
+
 /// The answer, or the body did not parse.
 type Answer = Result<Result<Vec<u8>, (i32, String)>, tl::deserialize::Error>;
 
@@ -141,7 +155,7 @@ fn dispatch(
     body: &[u8],
     logged_in: Option<UserId>,
 ) -> Answer {
-    use functions::{auth, help, updates, upload, users};
+    use functions::{auth, channels, help, messages, updates, upload, users};
     // Everything but the configuration and logging in needs a logged-in key.
     let needs_login = !matches!(
         id,
@@ -151,7 +165,9 @@ fn dispatch(
     );
     let bot = match logged_in {
         Some(bot) => Some(bot),
-        None if needs_login && is_known(id) => return rpc_err(401, "AUTH_KEY_UNREGISTERED"),
+        None if needs_login && (is_known(id) || user_only(tl::name_for_id(id))) => {
+            return rpc_err(401, "AUTH_KEY_UNREGISTERED");
+        }
         None => None,
     };
     match id {
@@ -223,31 +239,102 @@ fn dispatch(
             .to_bytes())
         }
         updates::GetState::CONSTRUCTOR_ID => {
-            ok(state(world, bot.expect("checked above"), None).to_bytes())
+            ok(difference::state(world, bot.expect("checked above")).to_bytes())
         }
-        updates::GetDifference::CONSTRUCTOR_ID => get_difference(
+        updates::GetChannelDifference::CONSTRUCTOR_ID => Ok(difference::get_channel_difference(
             world,
             bot.expect("checked above"),
-            updates::GetDifference::from_bytes(body)?,
-        ),
-        upload::GetFile::CONSTRUCTOR_ID => {
-            get_file(world, caller, bot, upload::GetFile::from_bytes(body)?)
+            &updates::GetChannelDifference::from_bytes(body)?,
+        )
+        .map(|d| d.to_bytes())),
+        updates::GetDifference::CONSTRUCTOR_ID => ok(difference::get_difference(
+            world,
+            bot.expect("checked above"),
+            &updates::GetDifference::from_bytes(body)?,
+        )
+        .to_bytes()),
+        upload::GetFile::CONSTRUCTOR_ID => Ok(files::get_file(
+            world,
+            caller.dc,
+            bot,
+            upload::GetFile::from_bytes(body)?,
+        )),
+        messages::GetMessages::CONSTRUCTOR_ID => {
+            let req = messages::GetMessages::from_bytes(body)?;
+            ok(world
+                .get_messages(bot.expect("checked above"), &req.id)
+                .to_bytes())
         }
+        channels::GetMessages::CONSTRUCTOR_ID => {
+            let req = channels::GetMessages::from_bytes(body)?;
+            Ok(world
+                .get_channel_messages(bot.expect("checked above"), &req.channel, &req.id)
+                .map(|m| m.to_bytes()))
+        }
+        _ if bot.is_some() && user_only(tl::name_for_id(id)) => rpc_err(400, "BOT_METHOD_INVALID"),
         _ => rpc_err(400, "INPUT_METHOD_INVALID"),
     }
 }
 
 fn is_known(id: u32) -> bool {
-    use functions::{auth, updates, upload, users};
+    use functions::{auth, channels, messages, updates, upload, users};
     matches!(
         id,
         auth::ExportAuthorization::CONSTRUCTOR_ID
+            | messages::GetMessages::CONSTRUCTOR_ID
+            | channels::GetMessages::CONSTRUCTOR_ID
             | users::GetUsers::CONSTRUCTOR_ID
             | users::GetFullUser::CONSTRUCTOR_ID
             | updates::GetState::CONSTRUCTOR_ID
             | updates::GetDifference::CONSTRUCTOR_ID
+            | updates::GetChannelDifference::CONSTRUCTOR_ID
             | upload::GetFile::CONSTRUCTOR_ID
     )
+}
+
+/// Methods Telegram answers `BOT_METHOD_INVALID` when a bot calls them: what only a
+/// user account does (signing in by phone, its account, contacts, dialogs and history,
+/// joining chats, stories, folders). The rest of the schema the fake DC does not serve
+/// answers `INPUT_METHOD_INVALID`.
+fn user_only(method: &str) -> bool {
+    const NAMESPACES: [&str; 7] = [
+        "account.",
+        "contacts.",
+        "stories.",
+        "chatlists.",
+        "folders.",
+        "premium.",
+        "smsjobs.",
+    ];
+    const METHODS: [&str; 24] = [
+        "auth.sendCode",
+        "auth.resendCode",
+        "auth.cancelCode",
+        "auth.signIn",
+        "auth.signUp",
+        "auth.checkPassword",
+        "auth.requestPasswordRecovery",
+        "auth.recoverPassword",
+        "auth.exportLoginToken",
+        "auth.importLoginToken",
+        "auth.acceptLoginToken",
+        "auth.resetAuthorizations",
+        "messages.getDialogs",
+        "messages.getPinnedDialogs",
+        "messages.getPeerDialogs",
+        "messages.getHistory",
+        "messages.search",
+        "messages.searchGlobal",
+        "messages.readHistory",
+        "messages.getAllChats",
+        "messages.importChatInvite",
+        "messages.getDialogFilters",
+        "channels.joinChannel",
+        "channels.readHistory",
+    ];
+    // Bots resolve usernames like anyone.
+    (NAMESPACES.iter().any(|ns| method.starts_with(ns)) && method != "contacts.resolveUsername")
+        || METHODS.contains(&method)
 }
 
 fn config(world: &World, this_dc: i32) -> enums::Config {
@@ -281,6 +368,9 @@ fn import_bot_authorization(
     caller: Caller,
     req: functions::auth::ImportBotAuthorization,
 ) -> Answer {
+    if world.apps.get(&req.api_id) != Some(&req.api_hash) {
+        return rpc_err(400, "API_ID_INVALID");
+    }
     let Some(bot) = world
         .bot_by_token(&req.bot_auth_token)
         .filter(|b| !b.revoked)
@@ -291,137 +381,20 @@ fn import_bot_authorization(
     if home != caller.dc {
         return rpc_err(303, format!("USER_MIGRATE_{home}"));
     }
+    // Repeated logins draw FLOOD_WAIT on their own, as Telegram's do.
+    let (limit, window) = (world.settings.login_limit, world.settings.login_window);
+    let now = Instant::now();
+    let bot = world.bots.get_mut(&bot_id).expect("looked up");
+    bot.recent_logins
+        .retain(|at| now.duration_since(*at) < window);
+    if bot.recent_logins.len() >= limit as usize {
+        let oldest = bot.recent_logins[0];
+        let wait = window.saturating_sub(now.duration_since(oldest));
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return rpc_err(420, format!("FLOOD_WAIT_{}", seconds.max(1)));
+    }
+    bot.recent_logins.push(now);
     world.log_in(caller.key_id, bot_id);
     *world.stats.logins.entry(bot_id).or_default() += 1;
     ok(authorization(world, bot_id))
-}
-
-fn state(world: &World, bot: UserId, pts: Option<i32>) -> enums::updates::State {
-    let b = &world.bots[&bot];
-    enums::updates::State::State(types::updates::State {
-        pts: pts.unwrap_or(b.pts),
-        qts: 0,
-        date: b.date,
-        seq: 0,
-        unread_count: 0,
-    })
-}
-
-fn get_difference(world: &World, bot: UserId, req: functions::updates::GetDifference) -> Answer {
-    let b = &world.bots[&bot];
-    if req.pts >= b.pts {
-        return ok(
-            enums::updates::Difference::Empty(types::updates::DifferenceEmpty {
-                date: now_unix(),
-                seq: 0,
-            })
-            .to_bytes(),
-        );
-    }
-    if i64::from(b.pts) - i64::from(req.pts) > i64::from(MAX_DIFFERENCE) {
-        return ok(
-            enums::updates::Difference::TooLong(types::updates::DifferenceTooLong { pts: b.pts })
-                .to_bytes(),
-        );
-    }
-    let limit = req.pts_total_limit.map_or(DIFFERENCE_SLICE, |l| {
-        (l.max(1) as usize).min(DIFFERENCE_SLICE)
-    });
-    let pending: Vec<_> = b.log.iter().filter(|e| e.pts > req.pts).cloned().collect();
-    let slice = pending.len() > limit;
-    let entries = &pending[..pending.len().min(limit)];
-    let (users, chats) = world.entities(entries);
-    let new_messages = entries
-        .iter()
-        .map(|e| enums::Message::Message(e.message.clone()))
-        .collect();
-    let answer = if slice {
-        let last = entries.last().expect("limit is at least 1").pts;
-        enums::updates::Difference::Slice(types::updates::DifferenceSlice {
-            new_messages,
-            new_encrypted_messages: vec![],
-            other_updates: vec![],
-            chats,
-            users,
-            intermediate_state: state(world, bot, Some(last)),
-        })
-    } else {
-        enums::updates::Difference::Difference(types::updates::Difference {
-            new_messages,
-            new_encrypted_messages: vec![],
-            other_updates: vec![],
-            chats,
-            users,
-            state: state(world, bot, None),
-        })
-    };
-    ok(answer.to_bytes())
-}
-
-/// `upload.getFile` with Telegram's rules: offset and limit multiples of 4 KiB (1 KiB
-/// with `precise`), limit at most 1 MiB and dividing it, no request across a 1 MiB
-/// boundary.
-fn get_file(
-    world: &mut World,
-    caller: Caller,
-    bot: Option<UserId>,
-    req: functions::upload::GetFile,
-) -> Answer {
-    const MIB: i64 = 1024 * 1024;
-    let enums::InputFileLocation::InputDocumentFileLocation(loc) = req.location else {
-        return rpc_err(400, "LOCATION_INVALID");
-    };
-    let Some(file) = world
-        .files
-        .get(&loc.id)
-        .filter(|f| f.access_hash == loc.access_hash)
-        .cloned()
-    else {
-        return rpc_err(400, "FILE_ID_INVALID");
-    };
-    let StoredFile {
-        dc,
-        file_reference,
-        bytes,
-        ..
-    } = file;
-    if dc != caller.dc {
-        return rpc_err(303, format!("FILE_MIGRATE_{dc}"));
-    }
-    if loc.file_reference != file_reference
-        || world
-            .take_fault(FaultKind::FileReferenceExpired, bot, Some("upload.getFile"))
-            .is_some()
-    {
-        return rpc_err(400, "FILE_REFERENCE_EXPIRED");
-    }
-    let (offset, limit) = (req.offset, i64::from(req.limit));
-    let unit = if req.precise { 1024 } else { 4096 };
-    if offset < 0 || offset % unit != 0 {
-        return rpc_err(400, "OFFSET_INVALID");
-    }
-    let limit_ok =
-        limit > 0 && limit % unit == 0 && limit <= MIB && (req.precise || MIB % limit == 0);
-    // Within one MiB: the chunk may not run past the end of the MiB it starts in.
-    if !limit_ok || offset % MIB + limit > MIB {
-        return rpc_err(400, "LIMIT_INVALID");
-    }
-    let start = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let end = usize::try_from(offset.saturating_add(limit))
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    if end == bytes.len() && start < end {
-        world.stats.files_served += 1;
-        if let Some(bot) = bot {
-            *world.stats.files_served_by_bot.entry(bot).or_default() += 1;
-        }
-    }
-    ok(enums::upload::File::File(types::upload::File {
-        r#type: enums::storage::FileType::FileUnknown,
-        mtime: 0,
-        bytes: bytes[start..end].to_vec(),
-    })
-    .to_bytes())
 }

@@ -3,24 +3,23 @@
 //! counters tests read. One `World` serves every DC of a set, as Telegram's accounts
 //! span its DCs.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
 
-use grammers_tl_types::{Serializable as _, enums, types};
+use grammers_tl_types::enums;
 use smol::channel::Sender;
 
-use super::crypto::sha256;
+use super::channels::Channel;
 use super::fault::{Fault, FaultKind};
+pub use super::files::StoredFile;
+pub use super::messages::{Content, LogEntry, NewMessage, Sent, hex, voice_bytes};
+use super::salts::{Salts, now_millis};
+use super::settings::Settings;
 use super::tl_defaults;
 
 pub type UserId = i64;
 pub type ConnId = u64;
-
-/// How many updates getDifference may be behind before it answers `TooLong`.
-pub const MAX_DIFFERENCE: i32 = 1000;
-/// Most messages per `updates.difference`; more make a `differenceSlice`.
-pub const DIFFERENCE_SLICE: usize = 100;
 
 /// Something the world asks a live connection to do.
 #[derive(Clone, Debug)]
@@ -40,18 +39,14 @@ pub struct Bot {
     pub home_dc: i32,
     pub revoked: bool,
     pub pts: i32,
+    /// The common `seq` of the `updates` / `updatesCombined` pushed to the bot.
+    pub seq: i32,
     pub date: i32,
     pub next_message_id: i32,
     /// Messages by pts, oldest first.
     pub log: Vec<LogEntry>,
-}
-
-#[derive(Clone, Debug)]
-pub struct LogEntry {
-    pub pts: i32,
-    pub message: types::Message,
-    pub from: UserId,
-    pub chat: Option<i64>,
+    /// When the bot logged in lately (`login_limit` per `login_window`).
+    pub recent_logins: Vec<Instant>,
 }
 
 #[derive(Clone, Debug)]
@@ -62,35 +57,72 @@ pub struct User {
 }
 
 #[derive(Clone, Debug)]
-pub struct StoredFile {
-    pub id: i64,
-    pub access_hash: i64,
-    pub dc: i32,
-    pub file_reference: Vec<u8>,
-    pub bytes: Arc<Vec<u8>>,
-}
-
-#[derive(Clone, Debug)]
 pub struct AuthKey {
     pub key: Box<[u8; 256]>,
     pub dc: i32,
-    pub salt: i64,
+    pub salts: Salts,
     /// The bot this key is logged in as.
     pub bot: Option<UserId>,
     /// Made by a handshake here (not registered as a stored session).
     pub from_handshake: bool,
     /// The bot whose handshake count this key is in (the first it logged in as).
     pub counted_for: Option<UserId>,
-    /// The connection and client session of the key's latest message.
-    pub last_sender: Option<(ConnId, i64)>,
+    /// The connection, and its peer address, of the key's latest message.
+    pub last_sender: Option<(ConnId, IpAddr)>,
+    /// `initConnection` was called on this key (its client info is saved).
+    pub initialized: bool,
 }
 
+impl AuthKey {
+    /// A key made by a handshake here, or registered as a stored session.
+    pub fn new(key: Box<[u8; 256]>, dc: i32, first_salt: i64, from_handshake: bool) -> AuthKey {
+        AuthKey {
+            key,
+            dc,
+            salts: Salts::new(first_salt, now_millis()),
+            bot: None,
+            from_handshake,
+            counted_for: None,
+            last_sender: None,
+            initialized: false,
+        }
+    }
+}
+
+/// A live connection, as the world sees it.
 #[derive(Clone, Debug)]
 pub struct Conn {
     pub dc: i32,
+    /// The client's address: one auth key may be used from one address at a time.
+    pub peer: IpAddr,
     pub key_id: Option<i64>,
     pub session_id: Option<i64>,
+    /// When the client last sent a message here (updates go to a session's most recently
+    /// active connection).
+    pub last_active: Instant,
+    /// An API call not in `invokeWithoutUpdates` (and not a file method) subscribed this
+    /// connection to updates.
+    pub subscribed: bool,
     pub push: Sender<Push>,
+}
+
+impl Conn {
+    /// A connection from 127.0.0.1 (in-memory tests have no socket).
+    pub fn new(dc: i32, push: Sender<Push>) -> Conn {
+        Conn::from_peer(dc, IpAddr::V4(Ipv4Addr::LOCALHOST), push)
+    }
+
+    pub fn from_peer(dc: i32, peer: IpAddr, push: Sender<Push>) -> Conn {
+        Conn {
+            dc,
+            peer,
+            key_id: None,
+            session_id: None,
+            last_active: Instant::now(),
+            subscribed: false,
+            push,
+        }
+    }
 }
 
 /// Counters for tests.
@@ -107,37 +139,12 @@ pub struct Stats {
     pub files_served_by_bot: HashMap<UserId, u64>,
     /// Client messages that arrived as `gzip_packed`.
     pub gzipped_requests: u64,
-}
-
-/// A message a test sends to a bot.
-#[derive(Clone, Debug)]
-pub struct NewMessage {
-    pub bot: String,
-    pub chat_id: i64,
-    pub from_user_id: UserId,
-    pub content: Content,
-}
-
-#[derive(Clone, Debug)]
-pub enum Content {
-    Text(String),
-    Voice {
-        size: usize,
-        duration: i32,
-        mime_type: String,
-        /// Bytes from this seed (deterministic), unless `bytes` is given.
-        seed: u64,
-        bytes: Option<Vec<u8>>,
-        /// The DC the file lives on (the bot's home DC when `None`).
-        dc: Option<i32>,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sent {
-    pub message_id: i32,
-    pub pts: i32,
-    pub sha256: Option<String>,
+    /// API calls by method name.
+    pub calls: BTreeMap<&'static str, u64>,
+    /// The most client sessions logged in as the bot at once.
+    pub peak_sessions: HashMap<UserId, u64>,
+    /// The most distinct peer addresses of those sessions at once.
+    pub peak_peers: HashMap<UserId, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -145,33 +152,20 @@ pub struct World {
     pub dcs: BTreeMap<i32, SocketAddr>,
     pub bots: BTreeMap<UserId, Bot>,
     pub users: HashMap<UserId, User>,
+    pub channels: BTreeMap<i64, Channel>,
     pub files: HashMap<i64, StoredFile>,
     pub keys: HashMap<i64, AuthKey>,
     pub conns: HashMap<ConnId, Conn>,
     pub faults: Vec<Fault>,
     pub stats: Stats,
+    pub settings: Settings,
     /// auth.exportAuthorization tokens: bytes -> (user, target dc).
     pub exported: HashMap<Vec<u8>, (UserId, i32)>,
+    /// Registered applications: api_id -> api_hash.
+    pub apps: BTreeMap<i32, String>,
+    /// Pushes a `reorder_updates` fault holds back until the bot's next one.
+    pub held_pushes: HashMap<UserId, Vec<enums::Updates>>,
     next_id: i64,
-}
-
-/// Deterministic bytes for a voice file: a splitmix64 stream from `seed`.
-pub fn voice_bytes(seed: u64, size: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(size + 8);
-    while out.len() < size {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(size);
-    out
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl World {
@@ -185,8 +179,20 @@ impl World {
         self.dcs.keys().next().copied().unwrap_or(1)
     }
 
-    /// Registers a bot; its user id is the token's prefix before ':' when numeric, as
-    /// with Telegram's tokens, else a fresh id.
+    /// Registers an application: Telegram's `api_hash` is 32 hex digits.
+    pub fn add_app(&mut self, api_id: i32, api_hash: &str) -> Result<(), String> {
+        if api_id <= 0 || api_hash.len() != 32 || !api_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("an app is a positive api_id and a 32-hex-digit api_hash".into());
+        }
+        if self.apps.contains_key(&api_id) {
+            return Err(format!("api_id {api_id} is registered"));
+        }
+        self.apps.insert(api_id, api_hash.to_owned());
+        Ok(())
+    }
+
+    /// Registers a bot. As with Telegram's tokens, the numeric prefix before ':' is the
+    /// bot's user id: a token without one, or whose id is taken, is refused.
     pub fn add_bot(
         &mut self,
         token: &str,
@@ -210,14 +216,17 @@ impl World {
         if !self.dcs.contains_key(&home_dc) {
             return Err(format!("no DC {home_dc}"));
         }
-        let user_id = match token.split_once(':').map(|(id, _)| id.parse::<i64>()) {
-            Some(Ok(id))
-                if id > 0 && !self.users.contains_key(&id) && !self.bots.contains_key(&id) =>
-            {
-                id
-            }
-            _ => self.fresh_id(),
+        let user_id = match token.split_once(':') {
+            Some((id, secret)) if !secret.is_empty() => id
+                .parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| format!("the token's prefix {id:?} is no user id"))?,
+            _ => return Err("a bot token is `<user id>:<secret>`".into()),
         };
+        if self.users.contains_key(&user_id) || self.bots.contains_key(&user_id) {
+            return Err(format!("user id {user_id} (the token's prefix) is taken"));
+        }
         let access_hash = self.fresh_id();
         self.bots.insert(
             user_id,
@@ -229,9 +238,11 @@ impl World {
                 home_dc,
                 revoked: false,
                 pts: 1,
+                seq: 0,
                 date: now_unix(),
                 next_message_id: 1,
                 log: Vec::new(),
+                recent_logins: Vec::new(),
             },
         );
         Ok(user_id)
@@ -248,7 +259,7 @@ impl World {
         self.bots.values().find(|b| b.token == token)
     }
 
-    fn ensure_user(&mut self, id: UserId) {
+    pub(super) fn ensure_user(&mut self, id: UserId) {
         if !self.users.contains_key(&id) && !self.bots.contains_key(&id) {
             let access_hash = self.fresh_id();
             self.users.insert(
@@ -298,175 +309,41 @@ impl World {
         enums::Chat::Chat(chat)
     }
 
-    /// Stores a message for a bot, advances its pts (in the same step), pushes the update
-    /// to the bot's live sessions, and says what was sent.
-    pub fn send_message(&mut self, req: NewMessage) -> Result<Sent, String> {
-        let bot_id = self
-            .bot_by_username(&req.bot)
-            .ok_or_else(|| format!("no bot @{}", req.bot))?
-            .user_id;
-        if req.from_user_id <= 0 {
-            return Err("from_user_id must be positive".into());
-        }
-        self.ensure_user(req.from_user_id);
-        let skip = self
-            .take_fault(FaultKind::SkipPts, Some(bot_id), None)
-            .map_or(0, |f| f.count.max(1));
-        let now = now_unix();
-        let (media, sha) = match &req.content {
-            Content::Text(_) => (None, None),
-            Content::Voice {
-                size,
-                duration,
-                mime_type,
-                seed,
-                bytes,
-                dc,
-            } => {
-                let bytes = bytes.clone().unwrap_or_else(|| voice_bytes(*seed, *size));
-                let dc = dc.unwrap_or(self.bots[&bot_id].home_dc);
-                if !self.dcs.contains_key(&dc) {
-                    return Err(format!("no DC {dc}"));
-                }
-                let sha = hex(&sha256(&[&bytes]));
-                let (id, access_hash) = (self.fresh_id(), self.fresh_id());
-                let file_reference = id.to_le_bytes().to_vec();
-                let audio = types::DocumentAttributeAudio {
-                    voice: true,
-                    duration: *duration,
-                    title: None,
-                    performer: None,
-                    waveform: None,
-                };
-                let doc = tl_defaults::document(
-                    id,
-                    access_hash,
-                    file_reference.clone(),
-                    now,
-                    mime_type.clone(),
-                    bytes.len() as i64,
-                    dc,
-                    vec![enums::DocumentAttribute::Audio(audio)],
-                );
-                self.files.insert(
-                    id,
-                    StoredFile {
-                        id,
-                        access_hash,
-                        dc,
-                        file_reference,
-                        bytes: Arc::new(bytes),
-                    },
-                );
-                let mut media = tl_defaults::message_media_document();
-                media.voice = true;
-                media.document = Some(enums::Document::Document(doc));
-                (Some(enums::MessageMedia::Document(media)), Some(sha))
-            }
-        };
-        let private = req.chat_id == req.from_user_id;
-        let bot = self.bots.get_mut(&bot_id).expect("looked up");
-        let message_id = bot.next_message_id;
-        bot.next_message_id += 1;
-        bot.pts = bot
-            .pts
-            .saturating_add(1)
-            .saturating_add(skip.clamp(0, 1_000_000));
-        bot.date = now;
-        let pts = bot.pts;
-        let peer = if private {
-            enums::Peer::User(types::PeerUser {
-                user_id: req.from_user_id,
-            })
-        } else {
-            enums::Peer::Chat(types::PeerChat {
-                chat_id: req.chat_id,
-            })
-        };
-        let text = match &req.content {
-            Content::Text(text) => text.clone(),
-            Content::Voice { .. } => String::new(),
-        };
-        let mut message = tl_defaults::message(message_id, peer, now, text);
-        message.media = media;
-        if !private {
-            message.from_id = Some(enums::Peer::User(types::PeerUser {
-                user_id: req.from_user_id,
-            }));
-        }
-        let entry = LogEntry {
-            pts,
-            message,
-            from: req.from_user_id,
-            chat: (!private).then_some(req.chat_id),
-        };
-        bot.log.push(entry.clone());
-        let updates = self.updates_for(&[entry]);
-        self.push_to_bot(bot_id, Push::Updates(updates.to_bytes()));
-        Ok(Sent {
-            message_id,
-            pts,
-            sha256: sha,
-        })
-    }
-
-    /// `Updates` with these log entries as `updateNewMessage`s, and their users and chats.
-    pub fn updates_for(&self, entries: &[LogEntry]) -> enums::Updates {
-        let (users, chats) = self.entities(entries);
-        let updates = entries
-            .iter()
-            .map(|e| {
-                enums::Update::NewMessage(types::UpdateNewMessage {
-                    message: enums::Message::Message(e.message.clone()),
-                    pts: e.pts,
-                    pts_count: 1,
-                })
-            })
-            .collect();
-        enums::Updates::Updates(types::Updates {
-            updates,
-            users,
-            chats,
-            date: now_unix(),
-            seq: 0,
-        })
-    }
-
-    /// The users and chats that `entries` mention.
-    pub fn entities(&self, entries: &[LogEntry]) -> (Vec<enums::User>, Vec<enums::Chat>) {
-        let mut user_ids: Vec<UserId> = entries.iter().map(|e| e.from).collect();
-        user_ids.sort_unstable();
-        user_ids.dedup();
-        let mut chat_ids: Vec<i64> = entries.iter().filter_map(|e| e.chat).collect();
-        chat_ids.sort_unstable();
-        chat_ids.dedup();
-        (
-            user_ids
-                .into_iter()
-                .filter_map(|id| self.user_object(id))
-                .collect(),
-            chat_ids
-                .into_iter()
-                .map(|id| self.chat_object(id))
-                .collect(),
-        )
-    }
-
-    /// Sends `push` to every live connection logged in as `bot_id` that has a session.
+    /// Sends `push` to the sessions Telegram would push to: on the bot's home DC (not one
+    /// that only imported an authorization for downloads), logged in as the bot,
+    /// subscribed (not only `invokeWithoutUpdates` and file calls), each on its most
+    /// recently active connection. A close goes to every connection of the bot.
     pub fn push_to_bot(&mut self, bot_id: UserId, push: Push) {
-        let mut pushed = 0;
-        for conn in self.conns.values() {
-            let logged_in = conn
-                .key_id
+        let logged_in = |conn: &Conn| {
+            conn.key_id
                 .and_then(|k| self.keys.get(&k))
-                .is_some_and(|k| k.bot == Some(bot_id));
-            if logged_in && conn.session_id.is_some() && conn.push.try_send(push.clone()).is_ok() {
-                pushed += 1;
+                .is_some_and(|k| k.bot == Some(bot_id))
+        };
+        if matches!(push, Push::Close { .. }) {
+            for conn in self.conns.values().filter(|c| logged_in(c)) {
+                let _ = conn.push.try_send(push.clone());
+            }
+            return;
+        }
+        let home = self.bots.get(&bot_id).map(|b| b.home_dc);
+        let mut targets: HashMap<(i64, i64), &Conn> = HashMap::new();
+        for conn in self.conns.values() {
+            let (Some(key_id), Some(session_id)) = (conn.key_id, conn.session_id) else {
+                continue;
+            };
+            if !logged_in(conn) || !conn.subscribed || Some(conn.dc) != home {
+                continue;
+            }
+            let best = targets.entry((key_id, session_id)).or_insert(conn);
+            if conn.last_active > best.last_active {
+                *best = conn;
             }
         }
-        if matches!(push, Push::Updates(_)) {
-            *self.stats.messages_pushed.entry(bot_id).or_default() += pushed;
-        }
+        let pushed = targets
+            .values()
+            .filter(|conn| conn.push.try_send(push.clone()).is_ok())
+            .count() as u64;
+        *self.stats.messages_pushed.entry(bot_id).or_default() += pushed;
     }
 
     /// Removes and returns the first matching scripted fault (counting down `times`).
@@ -533,19 +410,17 @@ impl World {
     pub fn add_auth_key(&mut self, dc: i32, key: [u8; 256], bot: Option<UserId>) -> i64 {
         let id = super::crypto::auth_key_id(&key);
         let salt = i64::from_le_bytes(super::crypto::random::<8>());
-        self.keys.insert(
-            id,
-            AuthKey {
-                key: Box::new(key),
-                dc,
-                salt,
-                bot,
-                from_handshake: false,
-                counted_for: bot,
-                last_sender: None,
-            },
-        );
+        let mut entry = AuthKey::new(Box::new(key), dc, salt, false);
+        entry.bot = bot;
+        entry.counted_for = bot;
+        self.keys.insert(id, entry);
         id
+    }
+
+    /// The salt the server wants now from key `key_id`.
+    pub fn current_salt(&self, key_id: i64) -> Option<i64> {
+        let key = self.keys.get(&key_id)?;
+        Some(key.salts.current(now_millis(), self.settings.salt_period))
     }
 
     /// Logs key `key_id` in as `bot`. A key made by a handshake counts as one handshake
@@ -558,6 +433,34 @@ impl World {
                 *self.stats.handshakes_by_bot.entry(bot).or_default() += 1;
             }
         }
+        self.note_sessions(bot);
+    }
+
+    /// The bot's live client sessions (distinct auth key and session id on live
+    /// connections whose key is logged in as the bot) and their distinct peer addresses.
+    pub fn live_sessions(&self, bot: UserId) -> (usize, usize) {
+        let mut sessions = HashSet::new();
+        let mut peers = HashSet::new();
+        for conn in self.conns.values() {
+            let (Some(key_id), Some(session_id)) = (conn.key_id, conn.session_id) else {
+                continue;
+            };
+            if self.keys.get(&key_id).is_some_and(|k| k.bot == Some(bot)) {
+                sessions.insert((key_id, session_id));
+                peers.insert(conn.peer);
+            }
+        }
+        (sessions.len(), peers.len())
+    }
+
+    /// Records the bot's live sessions and peer addresses if they are at a new peak: call
+    /// after anything that can add a session of the bot.
+    pub fn note_sessions(&mut self, bot: UserId) {
+        let (sessions, peers) = self.live_sessions(bot);
+        let peak = self.stats.peak_sessions.entry(bot).or_default();
+        *peak = (*peak).max(sessions as u64);
+        let peak = self.stats.peak_peers.entry(bot).or_default();
+        *peak = (*peak).max(peers as u64);
     }
 
     pub fn stats_json(&self) -> serde_json::Value {
@@ -588,18 +491,35 @@ impl World {
                 (b.username.clone(), n.into())
             })
             .collect();
+        let current =
+            |pick: fn((usize, usize)) -> usize| -> serde_json::Map<String, serde_json::Value> {
+                self.bots
+                    .values()
+                    .map(|b| {
+                        (
+                            b.username.clone(),
+                            pick(self.live_sessions(b.user_id)).into(),
+                        )
+                    })
+                    .collect()
+            };
         serde_json::json!({
             "logins": per_bot(&self.stats.logins),
             "handshakes_by_bot": per_bot(&self.stats.handshakes_by_bot),
             "files_served_by_bot": per_bot(&self.stats.files_served_by_bot),
             "messages_pushed": per_bot(&self.stats.messages_pushed),
             "live_connections": live_by_bot,
+            "live_sessions": current(|(sessions, _)| sessions),
+            "peer_addresses": current(|(_, peers)| peers),
+            "peak_live_sessions": per_bot(&self.stats.peak_sessions),
+            "peak_peer_addresses": per_bot(&self.stats.peak_peers),
             "handshakes": self.stats.handshakes,
             "connections": self.conns.len(),
             "connections_total": self.stats.connections_total,
             "auth_key_conflicts": self.stats.auth_key_conflicts,
             "files_served": self.stats.files_served,
             "gzipped_requests": self.stats.gzipped_requests,
+            "calls": self.stats.calls,
             "auth_keys": self.keys.len(),
         })
     }
