@@ -94,12 +94,23 @@ impl fmt::Debug for SessionRecord {
     }
 }
 
+/// A supergroup or channel the bot is in: Telegram numbers its updates with a pts of its
+/// own, and `updates.getChannelDifference` needs the access hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelState {
+    pub id: i64,
+    pub access_hash: i64,
+    pub pts: i32,
+}
+
 /// Everything of one bot that survives a restart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BotRecord {
     pub session: SessionRecord,
     /// `None` until the bot has taken its first state from Telegram.
     pub updates: Option<UpdateState>,
+    /// The supergroups and channels the bot has heard from, by id.
+    pub channels: Vec<ChannelState>,
 }
 
 impl BotRecord {
@@ -111,6 +122,13 @@ impl BotRecord {
         if let Some(updates) = commit.updates {
             self.updates = Some(updates);
         }
+        if let Some(channels) = &commit.channels {
+            self.channels = channels.clone();
+        }
+    }
+
+    pub fn channel(&self, id: i64) -> Option<&ChannelState> {
+        self.channels.iter().find(|c| c.id == id)
     }
 }
 
@@ -126,6 +144,8 @@ pub struct Commit {
     pub session: Option<SessionRecord>,
     /// The new update state, when it changed since the last commit.
     pub updates: Option<UpdateState>,
+    /// Every channel's state, when one changed since the last commit.
+    pub channels: Option<Vec<ChannelState>>,
     /// The messages received since the last commit, oldest first. `updates` covers them:
     /// once the commit is written, a restart does not fetch them again.
     pub messages: Vec<IncomingMessage>,
@@ -134,7 +154,10 @@ pub struct Commit {
 impl Commit {
     /// Whether the commit changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.session.is_none() && self.updates.is_none() && self.messages.is_empty()
+        self.session.is_none()
+            && self.updates.is_none()
+            && self.channels.is_none()
+            && self.messages.is_empty()
     }
 }
 
@@ -154,6 +177,7 @@ mod tests {
             id: 1,
             session: None,
             updates: Some(state),
+            channels: None,
             messages: vec![],
         });
         assert_eq!(record.session.username.as_deref(), Some("bot1"));

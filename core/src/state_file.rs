@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::record::{BotRecord, SessionRecord};
+use crate::record::{BotRecord, ChannelState, SessionRecord};
 use crate::secret::Secret;
 use crate::updates::UpdateState;
 
@@ -66,12 +66,24 @@ pub fn encode(records: &BTreeMap<String, BotRecord>) -> String {
             Some(u) => {
                 let _ = write!(
                     out,
-                    "{{\"pts\":{},\"qts\":{},\"date\":{},\"seq\":{}}}}}",
+                    "{{\"pts\":{},\"qts\":{},\"date\":{},\"seq\":{}}}",
                     u.pts, u.qts, u.date, u.seq
                 );
             }
-            None => out.push_str("null}"),
+            None => out.push_str("null"),
         }
+        out.push_str(",\"channels\":[");
+        for (j, c) in r.channels.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"id\":{},\"access_hash\":{},\"pts\":{}}}",
+                c.id, c.access_hash, c.pts
+            );
+        }
+        out.push_str("]}");
     }
     out.push_str("\n}}\n");
     out
@@ -107,8 +119,16 @@ pub fn decode(text: &str) -> Result<BTreeMap<String, BotRecord>, String> {
         }
         let mut record = BotRecord {
             session,
-            updates: None,
+            ..BotRecord::default()
         };
+        for c in bot["channels"].as_array().into_iter().flatten() {
+            let field = |k: &str| c[k].as_i64().ok_or_else(|| bad("bad channel state"));
+            record.channels.push(ChannelState {
+                id: field("id")?,
+                access_hash: field("access_hash")?,
+                pts: field("pts")? as i32,
+            });
+        }
         if let Some(u) = bot["updates"].as_object() {
             let field = |k: &str| {
                 u.get(k)
@@ -143,6 +163,11 @@ mod tests {
                 ..Default::default()
             },
             updates: None,
+            channels: vec![ChannelState {
+                id: 1_000_000_555,
+                access_hash: -42,
+                pts: 17,
+            }],
         };
         record.session.auth_keys.insert(2, Secret::new([0xab; 256]));
         record.updates = Some(UpdateState {

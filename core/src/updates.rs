@@ -219,22 +219,80 @@ pub fn received(updates: &enums::Updates) -> Received {
     }
 }
 
-/// New messages in supergroups and channels. They carry a per-channel pts, which this
-/// version does not track: they are handed on as they arrive, and one missed while the
-/// bot was away is not fetched (that needs `updates.getChannelDifference` per channel).
-pub fn channel_messages(updates: &enums::Updates) -> Vec<IncomingMessage> {
-    let list: &[enums::Update] = match updates {
-        enums::Updates::Updates(u) => &u.updates,
-        enums::Updates::Combined(u) => &u.updates,
-        enums::Updates::UpdateShort(u) => std::slice::from_ref(&u.update),
-        _ => &[],
+/// An update of a supergroup or channel: numbered by that channel's own pts.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChannelEvent {
+    /// A new message, an edit or a deletion, with the channel's pts rule to apply.
+    Update {
+        channel_id: i64,
+        pts: i32,
+        pts_count: i32,
+        message: Option<IncomingMessage>,
+    },
+    /// The channel has more than Telegram pushes: fetch its difference (from `pts` when
+    /// the bot has none of its own).
+    TooLong { channel_id: i64, pts: Option<i32> },
+}
+
+/// The updates and the chats an `Updates` object carries.
+pub fn parts(updates: &enums::Updates) -> (&[enums::Update], &[enums::Chat]) {
+    match updates {
+        enums::Updates::Updates(u) => (&u.updates, &u.chats),
+        enums::Updates::Combined(u) => (&u.updates, &u.chats),
+        enums::Updates::UpdateShort(u) => (std::slice::from_ref(&u.update), &[]),
+        _ => (&[], &[]),
+    }
+}
+
+/// The supergroup and channel events among `updates`, in order.
+pub fn channel_events(updates: &[enums::Update]) -> Vec<ChannelEvent> {
+    let channel_of = |m: &enums::Message| {
+        let peer = match m {
+            enums::Message::Message(m) => Some(&m.peer_id),
+            enums::Message::Service(m) => Some(&m.peer_id),
+            enums::Message::Empty(m) => m.peer_id.as_ref(),
+        };
+        match peer {
+            Some(enums::Peer::Channel(c)) => Some(c.channel_id),
+            _ => None,
+        }
     };
-    list.iter()
+    updates
+        .iter()
         .filter_map(|u| match u {
-            enums::Update::NewChannelMessage(m) => incoming(&m.message),
+            enums::Update::NewChannelMessage(u) => Some(ChannelEvent::Update {
+                channel_id: channel_of(&u.message)?,
+                pts: u.pts,
+                pts_count: u.pts_count,
+                message: incoming(&u.message),
+            }),
+            enums::Update::EditChannelMessage(u) => Some(ChannelEvent::Update {
+                channel_id: channel_of(&u.message)?,
+                pts: u.pts,
+                pts_count: u.pts_count,
+                message: None,
+            }),
+            enums::Update::DeleteChannelMessages(u) => Some(ChannelEvent::Update {
+                channel_id: u.channel_id,
+                pts: u.pts,
+                pts_count: u.pts_count,
+                message: None,
+            }),
+            enums::Update::ChannelTooLong(u) => Some(ChannelEvent::TooLong {
+                channel_id: u.channel_id,
+                pts: u.pts,
+            }),
             _ => None,
         })
         .collect()
+}
+
+/// The access hashes of the channels among `chats`, as `(id, access_hash)`.
+pub fn channel_hashes(chats: &[enums::Chat]) -> impl Iterator<Item = (i64, i64)> + '_ {
+    chats.iter().filter_map(|c| match c {
+        enums::Chat::Channel(c) => Some((c.id, c.access_hash?)),
+        _ => None,
+    })
 }
 
 /// The account-pts part of an update; channel and qts updates are not the bot's concern.

@@ -21,7 +21,8 @@ macro_rules! e2e_suite {
             three_bots_run_and_a_rejected_token_fails, messages_reach_the_right_bot,
             dropped_connections_come_back, a_restart_reuses_keys_and_logins,
             a_panicking_bot_restarts_alone, a_fleet_of_300_restarts_without_a_login,
-            a_state_that_cannot_be_saved_shows_and_nothing_is_lost);
+            a_state_that_cannot_be_saved_shows_and_nothing_is_lost,
+            supergroup_messages_arrive_once_and_after_a_restart);
     };
     (@tests $binary:expr; $($name:ident),*) => {
         $(
@@ -486,5 +487,41 @@ pub fn a_state_that_cannot_be_saved_shows_and_nothing_is_lost(binary: &Path) {
     });
     let state = std::fs::read_to_string(&state_file).unwrap();
     assert!(state.contains("\"pts\":2"), "{state}");
+    stop(service);
+}
+
+/// A supergroup has its own pts: a message Telegram pushes twice is handed on once, and
+/// one sent while the service is down arrives after the restart
+/// (`updates.getChannelDifference`).
+pub fn supergroup_messages_arrive_once_and_after_a_restart(binary: &Path) {
+    let world = World::with_bots(1, false);
+    let group = world.telegram.add_channel("team", true, &["bot1"]).unwrap();
+    let service = world.start(binary);
+    world
+        .telegram
+        .add_fault(Fault::new(FaultKind::DuplicateUpdate).for_bot("bot1"))
+        .unwrap();
+    let sent = world.telegram.send_group_text(group, 42, "once").unwrap();
+    let line = |id: i32| format!("workspace ws_1: message {id} in chat channel {group}");
+    until("the group message", &service, || {
+        service.logs().contains(&line(sent.message_id))
+    });
+    // A private text after it: by the time it is in, a copy of the group one would be.
+    message_arrives(&world, &service, "bot1", "ws_1", 7);
+    assert_eq!(
+        service.logs().matches(&line(sent.message_id)).count(),
+        1,
+        "{}",
+        service.logs()
+    );
+    stop(service);
+    let away = world
+        .telegram
+        .send_group_text(group, 43, "while away")
+        .unwrap();
+    let service = world.start(binary);
+    until("the group message sent while away", &service, || {
+        service.logs().contains(&line(away.message_id))
+    });
     stop(service);
 }

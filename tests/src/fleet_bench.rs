@@ -174,6 +174,7 @@ impl FakeDc {
                             pts: 1,
                             ..UpdateState::default()
                         }),
+                        channels: Vec::new(),
                     }
                 });
                 (format!("ws_{i}"), token, record)

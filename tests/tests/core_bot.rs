@@ -964,3 +964,81 @@ fn updates_beyond_what_a_sync_can_hold_are_dropped_with_a_warning_and_fetched_ag
     let delivered: Vec<i32> = sim.messages().iter().map(|m| m.message_id).collect();
     assert_eq!(delivered, sent);
 }
+
+/// The text messages handed on in supergroup `channel`.
+fn group_texts(sim: &Sim, channel: i64) -> Vec<String> {
+    sim.messages()
+        .iter()
+        .filter(|m| m.chat == Peer::Channel(channel))
+        .map(|m| m.text.clone())
+        .collect()
+}
+
+#[test]
+fn a_supergroup_message_pushed_twice_is_handed_on_once() {
+    let mut sim = Sim::new(telegram(1), TOKEN, None);
+    let group = sim.telegram.add_channel("team", true, &["bot1"]).unwrap();
+    sim.telegram.send_group_text(group, 42, "first").unwrap();
+    sim.run();
+    sim.telegram
+        .add_fault(Fault::new(FaultKind::DuplicateUpdate).for_bot("bot1"))
+        .unwrap();
+    let sent = sim.telegram.send_group_text(group, 42, "once").unwrap();
+    sim.run();
+    assert_eq!(group_texts(&sim, group), ["first", "once"]);
+    assert_eq!(
+        sim.store.durable.channel(group).unwrap().pts,
+        sent.pts,
+        "the channel's own pts"
+    );
+}
+
+#[test]
+fn supergroup_messages_missed_while_away_are_fetched_with_get_channel_difference() {
+    let telegram = telegram(1);
+    let known = telegram.add_channel("known", true, &["bot1"]).unwrap();
+    let mut first = Sim::new(telegram, TOKEN, None);
+    let before = first.telegram.send_group_text(known, 42, "before").unwrap();
+    first.run();
+    first.bot.stop(first.now.instant);
+    first.run();
+    let record = first.store.durable.clone();
+    assert_eq!(
+        record.channel(known).unwrap().pts,
+        before.pts,
+        "saved with the record"
+    );
+    let telegram = first.telegram;
+    // While the bot is away: news in the group it knows, and in one it never heard of.
+    let unknown = telegram.add_channel("new", true, &["bot1"]).unwrap();
+    telegram.send_group_text(known, 42, "away 1").unwrap();
+    let last = telegram.send_group_text(known, 43, "away 2").unwrap();
+    telegram
+        .send_group_text(unknown, 44, "hello from a new group")
+        .unwrap();
+    let sim = Sim::new(telegram, TOKEN, Some(record));
+    assert_eq!(sim.bot.state(), BotState::Running, "{:?}", sim.notes);
+    assert_eq!(group_texts(&sim, known), ["away 1", "away 2"]);
+    assert_eq!(
+        group_texts(&sim, unknown),
+        ["hello from a new group"],
+        "{:?}",
+        sim.warnings()
+    );
+    assert_eq!(sim.store.durable.channel(known).unwrap().pts, last.pts);
+    assert_eq!(sim.connects.len(), 1, "no reconnect for it");
+}
+
+#[test]
+fn a_channel_that_has_too_much_to_push_is_caught_up() {
+    let mut sim = Sim::new(telegram(1), TOKEN, None);
+    let group = sim.telegram.add_channel("busy", true, &["bot1"]).unwrap();
+    sim.telegram.send_group_text(group, 42, "one").unwrap();
+    sim.run();
+    sim.telegram
+        .add_fault(Fault::new(FaultKind::ChannelTooLong).for_bot("bot1"))
+        .unwrap();
+    sim.telegram.send_group_text(group, 42, "two").unwrap();
+    sim.run();
+    assert_eq!(group_texts(&sim, group), ["one", "two"]);
+}

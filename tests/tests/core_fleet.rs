@@ -135,6 +135,7 @@ impl Sim {
                     pts: 1,
                     ..UpdateState::default()
                 }),
+                channels: Vec::new(),
             },
         );
     }

@@ -24,7 +24,7 @@ fn updates(list: Vec<enums::Update>) -> enums::Updates {
 }
 
 #[test]
-fn supergroup_messages_are_handed_on() {
+fn supergroup_messages_carry_the_channels_own_pts() {
     let channel = enums::Peer::Channel(types::PeerChannel { channel_id: 555 });
     let mut m = tl_defaults::message(9, channel, 1_790_000_000, "in a supergroup".into());
     m.from_id = Some(enums::Peer::User(types::PeerUser { user_id: 77 }));
@@ -35,10 +35,21 @@ fn supergroup_messages_are_handed_on() {
             pts_count: 1,
         },
     )]);
-    let got = updates::channel_messages(&u);
-    assert_eq!(got.len(), 1);
+    let got = updates::channel_events(updates::parts(&u).0);
+    let [
+        updates::ChannelEvent::Update {
+            channel_id,
+            pts,
+            pts_count,
+            message: Some(m),
+        },
+    ] = &got[..]
+    else {
+        panic!("{got:?}")
+    };
+    assert_eq!((*channel_id, *pts, *pts_count), (555, 40, 1));
     assert_eq!(
-        (got[0].chat, got[0].message_id, got[0].from_user_id),
+        (m.chat, m.message_id, m.from_user_id),
         (Peer::Channel(555), 9, Some(77))
     );
     let Received::Updates(account) = updates::received(&u) else {

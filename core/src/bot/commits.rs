@@ -24,6 +24,7 @@ pub(super) struct Commits {
     next_id: CommitId,
     session_dirty: bool,
     updates_dirty: bool,
+    channels_dirty: bool,
     /// Received and not yet in a commit, oldest first.
     messages: Vec<IncomingMessage>,
     /// Written by the store now; its answer has not come yet.
@@ -43,6 +44,10 @@ impl Commits {
         self.updates_dirty = true;
     }
 
+    pub(super) fn channels_changed(&mut self) {
+        self.channels_dirty = true;
+    }
+
     pub(super) fn push_message(&mut self, message: IncomingMessage) {
         self.messages.push(message);
     }
@@ -58,7 +63,7 @@ impl Commits {
     }
 
     fn has_changes(&self) -> bool {
-        self.session_dirty || self.updates_dirty || !self.messages.is_empty()
+        self.session_dirty || self.updates_dirty || self.channels_dirty || !self.messages.is_empty()
     }
 
     /// The commit to hand to the store now, if one is due: there are changes, none is in
@@ -78,6 +83,7 @@ impl Commits {
             updates: std::mem::take(&mut self.updates_dirty)
                 .then_some(record.updates)
                 .flatten(),
+            channels: std::mem::take(&mut self.channels_dirty).then(|| record.channels.clone()),
             messages: std::mem::take(&mut self.messages),
         };
         self.in_flight = Some(commit.clone());
@@ -105,6 +111,7 @@ impl Commits {
         // newest session and update state (which cover them).
         self.session_dirty |= commit.session.is_some();
         self.updates_dirty |= commit.updates.is_some();
+        self.channels_dirty |= commit.channels.is_some();
         let mut messages = commit.messages;
         messages.append(&mut self.messages);
         self.messages = messages;

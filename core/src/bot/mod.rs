@@ -18,6 +18,7 @@
 //! already left (a write that failed on it, its close) is ignored, so a stale report can
 //! neither start a second backoff nor leave a deadline behind.
 
+mod channels;
 mod commits;
 mod output;
 mod sync;
@@ -85,6 +86,7 @@ enum Call {
     GetMe,
     GetState,
     GetDifference,
+    GetChannelDifference(i64),
 }
 
 /// One bot.
@@ -114,6 +116,10 @@ pub struct Bot {
     resync_at: Option<Instant>,
     /// New updates were left to getDifference because the store is behind.
     backlogged: bool,
+    /// Channels whose difference is in flight.
+    channel_syncs: Vec<i64>,
+    /// Access hashes of channels seen in updates' chat lists.
+    channel_hashes: Vec<(i64, i64)>,
     /// Updates that arrived during a sync, replayed after it.
     held: VecDeque<enums::Updates>,
     /// Some were dropped during this sync (and warned about, once).
@@ -173,6 +179,8 @@ impl Bot {
             syncing: false,
             resync_at: None,
             backlogged: false,
+            channel_syncs: Vec::new(),
+            channel_hashes: Vec::new(),
             held: VecDeque::new(),
             held_dropped: false,
             migrations: 0,
@@ -277,6 +285,7 @@ impl Bot {
         }
         self.link = Link::None;
         self.calls.clear();
+        self.channel_syncs.clear();
         self.syncing = false;
     }
 

@@ -61,11 +61,18 @@ pub enum Warning {
     Backlogged,
     /// A sync while running failed; it is tried again on the same connection.
     SyncRetried { error: String, after: Duration },
+    /// Catching up a supergroup or channel failed: it is tried again on the channel's
+    /// next update, or the channel is forgotten when the bot may no longer read it.
+    ChannelSyncFailed {
+        channel_id: i64,
+        error: String,
+        forgotten: bool,
+    },
 }
 
 impl Warning {
     /// Every [`Warning::kind`], so that metrics show each one from the start.
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 8] = [
         "updates_skipped",
         "unparsable_answer",
         "held_updates_dropped",
@@ -73,6 +80,7 @@ impl Warning {
         "auth_key_duplicated",
         "store_backlog",
         "sync_retried",
+        "channel_sync_failed",
     ];
 
     /// A short stable name, for metrics.
@@ -85,6 +93,7 @@ impl Warning {
             Warning::KeyDuplicated => "auth_key_duplicated",
             Warning::Backlogged => "store_backlog",
             Warning::SyncRetried { .. } => "sync_retried",
+            Warning::ChannelSyncFailed { .. } => "channel_sync_failed",
         }
     }
 }
@@ -110,6 +119,18 @@ impl fmt::Display for Warning {
             Warning::Backlogged => f.write_str(
                 "too many messages wait for the store: new updates are fetched once it catches up",
             ),
+            Warning::ChannelSyncFailed {
+                channel_id,
+                error,
+                forgotten,
+            } => {
+                let then = if *forgotten {
+                    "the bot may no longer read it: forgotten"
+                } else {
+                    "fetched again on its next update"
+                };
+                write!(f, "catching up channel {channel_id} failed ({error}); {then}")
+            }
             Warning::SyncRetried { error, after } => write!(
                 f,
                 "catching up failed ({error}); trying again in {} s on the same connection",

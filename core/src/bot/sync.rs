@@ -133,6 +133,7 @@ impl Bot {
                 Ok(difference) => self.on_difference(difference),
                 Err(_) => self.unparsable("updates.Difference", random),
             },
+            Call::GetChannelDifference(id) => self.on_channel_difference(id, body),
         }
     }
 
@@ -158,10 +159,15 @@ impl Bot {
                 (vec![], state, false)
             }
             enums::updates::Difference::Difference(d) => {
+                // Supergroups and channels with news come as `updateChannelTooLong`.
+                self.learn_channels(&d.chats);
+                self.on_channel_events(updates::channel_events(&d.other_updates));
                 let enums::updates::State::State(s) = d.state;
                 (d.new_messages, Some(UpdateState::from(&s)), false)
             }
             enums::updates::Difference::Slice(d) => {
+                self.learn_channels(&d.chats);
+                self.on_channel_events(updates::channel_events(&d.other_updates));
                 let enums::updates::State::State(s) = d.intermediate_state;
                 (d.new_messages, Some(UpdateState::from(&s)), true)
             }
@@ -251,9 +257,9 @@ impl Bot {
         match updates::received(&updates) {
             Received::TooLong => self.start_difference(),
             Received::Updates(list) => {
-                for message in updates::channel_messages(&updates) {
-                    self.commits.push_message(message);
-                }
+                let (all, chats) = updates::parts(&updates);
+                self.learn_channels(chats);
+                self.on_channel_events(updates::channel_events(all));
                 for update in list {
                     match updates::check_pts(state.pts, update.pts, update.pts_count) {
                         PtsCheck::Apply => {
@@ -293,6 +299,9 @@ impl Bot {
             self.drop_home_key();
             self.back_off(random, format!("{call:?}: {error}"), None);
             return;
+        }
+        if let Call::GetChannelDifference(id) = call {
+            return self.on_channel_error(id, error);
         }
         if let Some(dc) = error.migrate_to().filter(|_| call == Call::Login) {
             // One move per connection attempt, to a plausible DC: a DC pointing at itself

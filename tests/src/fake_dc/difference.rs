@@ -112,6 +112,17 @@ pub fn get_difference(
             }),
         });
     }
+    // As Telegram does, the chats the updates name come along (a client needs their
+    // access hashes to ask for their differences).
+    let mut chats = chats;
+    for update in &channels {
+        if let enums::Update::ChannelTooLong(u) = update
+            && let Some(chat) = world.channel_object(u.channel_id)
+            && !chats.contains(&chat)
+        {
+            chats.push(chat);
+        }
+    }
     other_updates.extend(channels);
     enums::updates::Difference::Difference(types::updates::Difference {
         new_messages,
