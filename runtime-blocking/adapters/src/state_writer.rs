@@ -244,6 +244,7 @@ mod tests {
                 pts,
                 ..UpdateState::default()
             }),
+            channels: None,
             messages: vec![],
         }
     }
