@@ -6,6 +6,7 @@
 //! threads) only move bytes and results between the world and these types.
 //!
 //! - [`config`]: the environment in, a typed configuration or one error line per variable out.
+//! - [`seal`]: tokens and auth keys sealed at rest (XSalsa20-Poly1305), with key rotation.
 //! - [`secret`]: wrappers that keep keys, tokens and passwords out of every printout.
 //! - [`fleet`]: every bot of the process, driven as one state machine: the wanted set,
 //!   admission control, deadlines, restarts, and the health surface's view of them.
@@ -35,6 +36,7 @@ pub mod random;
 pub mod record;
 pub mod rpc_error;
 pub mod rsa;
+pub mod seal;
 pub mod secret;
 pub mod session;
 pub mod state_file;

@@ -5,6 +5,7 @@
 //! - [`startup`]: the command line, the configuration, logging.
 //! - [`plan`]: the bots file, the state file and the trusted RSA keys, read into the
 //!   fleet's wanted set.
+//! - [`store`]: integrations, sessions and update state in PostgreSQL or SQLite.
 //! - [`state_writer`]: one writer thread per process that writes the fleet's commits to
 //!   the state file in batches.
 //! - [`signal`]: SIGTERM, SIGINT and SIGHUP.
@@ -25,5 +26,6 @@ pub mod process;
 pub mod signal;
 pub mod startup;
 pub mod state_writer;
+pub mod store;
 
 pub use startup::{prepare, start, start_with};
