@@ -28,17 +28,25 @@ impl std::error::Error for BotsFileError {}
 
 /// `123456:AbC-d_e`: the bot's numeric id, a colon, then URL-safe characters.
 pub fn is_token(token: &str) -> bool {
-    match token.split_once(':') {
-        Some((id, secret)) => {
-            !id.is_empty()
-                && id.bytes().all(|b| b.is_ascii_digit())
-                && !secret.is_empty()
-                && secret
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        }
-        None => false,
+    check_token(token).is_ok()
+}
+
+/// [`is_token`], saying what is wrong. The message never quotes the token.
+pub fn check_token(token: &str) -> Result<(), String> {
+    let Some((id, secret)) = token.split_once(':') else {
+        return Err("a bot token looks like 123456789:AbC-dEf_gh (no colon found)".into());
+    };
+    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("a bot token starts with the bot's numeric id before the colon".into());
     }
+    if secret.is_empty()
+        || !secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("after the colon a bot token has only letters, digits, '-' and '_'".into());
+    }
+    Ok(())
 }
 
 pub fn parse(text: &str) -> Result<Vec<BotEntry>, BotsFileError> {
@@ -130,6 +138,22 @@ mod tests {
             ("ws_2", "7000002:BBbb")
         );
         assert!(parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn token_shapes_are_explained_without_quoting_the_token() {
+        assert!(check_token("7000001:AAbc-d_e").is_ok());
+        for bad in [
+            "",
+            "AAsecretpart",
+            ":AAsecretpart",
+            "12a:AAsecretpart",
+            "1:",
+            "1:AAsecret part",
+        ] {
+            let e = check_token(bad).unwrap_err();
+            assert!(!e.contains("secret"), "{e}");
+        }
     }
 
     #[test]

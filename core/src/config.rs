@@ -14,6 +14,8 @@ use crate::secret::{Secret, SecretUrl};
 
 /// Where the health server listens unless `HEALTH_ADDR` says otherwise.
 pub const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:8002";
+/// Where the embedded store lives unless `DATA_DIR` says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "telegram-bots-data";
 /// Inngest Cloud's event endpoint.
 pub const DEFAULT_INNGEST_BASE_URL: &str = "https://inn.gs";
 
@@ -30,7 +32,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     (
         "ENCRYPTION_KEY",
-        "base64 of the 32-byte key that encrypts bot tokens (secret)",
+        "base64 of the 32-byte key that seals bot tokens and auth keys (secret)",
+    ),
+    (
+        "ENCRYPTION_KEY_PREVIOUS",
+        "the key before ENCRYPTION_KEY, still read during a rotation (secret)",
     ),
     ("INNGEST_EVENT_KEY", "Inngest event key (secret)"),
     (
@@ -55,8 +61,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "TOML file with one [[bot]] table (workspace_id, token) per bot",
     ),
     (
-        "STATE_FILE",
-        "where bots' sessions are kept across restarts (default telegram-bots-state.json)",
+        "DATA_DIR",
+        "directory of the embedded store when DATABASE_URL is unset (default telegram-bots-data)",
     ),
     (
         "TELEGRAM_DC_ADDRS",
@@ -99,6 +105,7 @@ pub struct Config {
     pub log_level: LogLevel,
     pub database_url: Option<SecretUrl>,
     pub encryption_key: Option<Secret<[u8; 32]>>,
+    pub encryption_key_previous: Option<Secret<[u8; 32]>>,
     pub inngest_event_key: Option<Secret<String>>,
     pub inngest_base_url: String,
     pub aws_access_key_id: Option<String>,
@@ -109,7 +116,8 @@ pub struct Config {
     pub telegram_api_id: Option<i32>,
     pub telegram_api_hash: Option<Secret<String>>,
     pub bots_file: Option<String>,
-    pub state_file: String,
+    /// Where the embedded store lives when there is no `DATABASE_URL`.
+    pub data_dir: String,
     pub telegram_dc_addrs: BTreeMap<i32, SocketAddr>,
     pub telegram_rsa_public_key: Option<String>,
     /// The local address of outgoing Telegram connections (a multi-homed host).
@@ -175,6 +183,7 @@ impl Config {
                 .unwrap_or(LogLevel::Info),
             database_url: p.parse("DATABASE_URL", parse_database_url),
             encryption_key: p.parse("ENCRYPTION_KEY", parse_key32),
+            encryption_key_previous: p.parse("ENCRYPTION_KEY_PREVIOUS", parse_key32),
             inngest_event_key: p.parse("INNGEST_EVENT_KEY", |v| Ok(Secret::new(v.to_owned()))),
             inngest_base_url: p
                 .parse("INNGEST_BASE_URL", parse_http_url)
@@ -190,9 +199,9 @@ impl Config {
             telegram_api_id: p.parse("TELEGRAM_API_ID", parse_api_id),
             telegram_api_hash: p.parse("TELEGRAM_API_HASH", parse_api_hash),
             bots_file: p.parse("BOTS_FILE", |v| Ok(v.to_owned())),
-            state_file: p
-                .parse("STATE_FILE", |v| Ok(v.to_owned()))
-                .unwrap_or_else(|| "telegram-bots-state.json".to_owned()),
+            data_dir: p
+                .parse("DATA_DIR", |v| Ok(v.to_owned()))
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned()),
             telegram_dc_addrs: p
                 .parse("TELEGRAM_DC_ADDRS", parse_dc_addrs)
                 .unwrap_or_else(|| {
@@ -346,7 +355,7 @@ mod tests {
         assert_eq!(c.s3_region, "us-east-1");
         assert!(c.database_url.is_none() && c.encryption_key.is_none());
         assert_eq!(c.telegram_dc_addrs.len(), 5);
-        assert_eq!(c.state_file, "telegram-bots-state.json");
+        assert_eq!(c.data_dir, "telegram-bots-data");
     }
 
     #[test]

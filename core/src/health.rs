@@ -36,6 +36,8 @@ pub struct Health {
     store_error: Option<String>,
     /// When the fleet's loop last ran its timers.
     heartbeat: Option<Instant>,
+    /// What start-up waits for (an unreachable store, say).
+    starting_reason: Option<String>,
 }
 
 impl Default for Health {
@@ -51,6 +53,7 @@ impl Health {
             fleet: FleetStatus::new(),
             store_error: None,
             heartbeat: None,
+            starting_reason: None,
         }
     }
 
@@ -67,6 +70,11 @@ impl Health {
 
     pub fn set_stopping(&mut self) {
         self.lifecycle = Lifecycle::Stopping;
+    }
+
+    /// What start-up is waiting for, shown as the reason while starting.
+    pub fn set_starting_reason(&mut self, reason: Option<String>) {
+        self.starting_reason = reason;
     }
 
     /// The store refuses commits with this error, or (`None`) works.
@@ -96,7 +104,12 @@ impl Health {
     /// for, and `telegram_bots_total == 0` is what alerts watch.
     pub fn not_ready_reason(&self, now: Instant) -> Option<String> {
         match self.lifecycle {
-            Lifecycle::Starting => return Some("starting".into()),
+            Lifecycle::Starting => {
+                return Some(match &self.starting_reason {
+                    Some(why) => format!("starting: {why}"),
+                    None => "starting".into(),
+                });
+            }
             Lifecycle::Stopping => return Some("shutting down".into()),
             Lifecycle::Serving => {}
         }

@@ -54,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
                             default_dc: 1 + i32::from(i % 2),
                         },
                         record: None,
+                        refused: None,
                     })
                     .collect();
                 fleet.set_wanted(wanted, now);

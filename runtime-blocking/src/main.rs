@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use telegram_bots_adapters::clock::now;
+use telegram_bots_adapters::store_watch::{self, StoreWatch};
 use telegram_bots_adapters::{prepare, signal};
 use telegram_bots_blocking::runner::{Runner, spawn_driver};
 use telegram_bots_blocking::server::HealthServer;
@@ -41,8 +42,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let writer_store = match plan.store.connect() {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::error!("{}: {e}", plan.store.describe());
+            return ExitCode::FAILURE;
+        }
+    };
     let fleet = Fleet::new(FleetSettings::default(), plan.session_config.clone());
-    let runner = match Runner::start(fleet, plan.dcs, plan.bind, prepared.state) {
+    let runner = match Runner::start(fleet, plan.dcs, plan.bind, writer_store) {
         Ok(runner) => runner,
         Err(e) => {
             tracing::error!("cannot start the state writer: {e}");
@@ -56,11 +64,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let bots = plan.wanted.len();
-    runner.feed(|f| {
-        f.set_wanted(plan.wanted, now());
-        f.health_mut().set_serving();
-    });
     let stopping = Arc::new(AtomicBool::new(false));
     let driver = match spawn_driver(runner.clone(), stopping.clone(), STOP_GRACE) {
         Ok(driver) => driver,
@@ -69,8 +72,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    tracing::info!("store: {}", plan.store.describe());
+    let watch = match StoreWatch::start(plan.store, plan.bots, plan.bots_file, {
+        let runner = runner.clone();
+        move |report| runner.feed(|f| store_watch::apply(f, report, now()))
+    }) {
+        Ok(watch) => watch,
+        Err(e) => {
+            tracing::error!("cannot start the store watcher: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!(
-        "serving /healthz, /readyz and /metrics on {}; {bots} bots",
+        "serving /healthz, /readyz and /metrics on {}",
         server.local_addr()
     );
 
@@ -81,6 +95,7 @@ fn main() -> ExitCode {
     stopping.store(true, Ordering::SeqCst);
     runner.wake();
     tracing::info!("stop signal received (SIGTERM/SIGINT), stopping bots...");
+    watch.stop();
     let _ = driver.join();
     runner.finish();
     server.stop();

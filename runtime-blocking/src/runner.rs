@@ -18,7 +18,8 @@ use telegram_bots_adapters::clock::{OsRandom, now};
 use telegram_bots_adapters::health::{Responder, process_sample};
 use telegram_bots_adapters::log;
 use telegram_bots_adapters::net::connect_blocking;
-use telegram_bots_adapters::state_writer::{StateWriter, Store, Written};
+use telegram_bots_adapters::state_writer::{StateWriter, Written};
+use telegram_bots_adapters::store::Store;
 use telegram_bots_core::fleet::{ConnId, Effect, Fleet};
 use telegram_bots_core::http::{Request, Response};
 
@@ -66,7 +67,7 @@ impl Runner {
         fleet: Fleet,
         dcs: BTreeMap<i32, SocketAddr>,
         bind: Option<IpAddr>,
-        store: impl Store,
+        store: Box<dyn Store>,
     ) -> io::Result<Arc<Runner>> {
         let runner = Arc::new(Runner {
             fleet: Mutex::new(fleet),
@@ -107,6 +108,9 @@ impl Runner {
             };
             for event in &events {
                 log::fleet_event(event);
+                if let Some(writer) = lock(&self.writer).as_ref() {
+                    writer.record(event);
+                }
             }
             if effects.is_empty() && events.is_empty() {
                 break;

@@ -99,6 +99,9 @@ impl Runtime {
             };
             for event in &events {
                 log::fleet_event(event);
+                if let Some(writer) = self.writer.borrow().as_ref() {
+                    writer.record(event);
+                }
             }
             match effect {
                 Some(effect) => self.carry_out(effect),

@@ -10,6 +10,7 @@ use smol::future::FutureExt as _;
 use smol::{LocalExecutor, channel};
 use telegram_bots_adapters::clock::now;
 use telegram_bots_adapters::state_writer::StateWriter;
+use telegram_bots_adapters::store_watch::{self, Report, StoreWatch};
 use telegram_bots_adapters::{prepare, signal};
 use telegram_bots_core::fleet::{Fleet, FleetSettings};
 use telegram_bots_smol::driver::Runtime;
@@ -44,12 +45,18 @@ fn main() -> ExitCode {
         }
     };
     let addr = server::local_addr(&listener).unwrap_or(config.health_addr);
+    let writer_store = match plan.store.connect() {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::error!("{}: {e}", plan.store.describe());
+            return ExitCode::FAILURE;
+        }
+    };
 
     let ex = Rc::new(LocalExecutor::new());
     let fleet = Fleet::new(FleetSettings::default(), plan.session_config.clone());
-    let state = prepared.state;
     let rt = match Runtime::new(ex.clone(), fleet, plan.dcs, plan.bind, |on_written| {
-        StateWriter::start(state, on_written)
+        StateWriter::start(writer_store, on_written)
     }) {
         Ok(rt) => rt,
         Err(e) => {
@@ -57,13 +64,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let bots = plan.wanted.len();
+    // The store's reports come from the watcher's thread; the executor applies them.
+    let (reports_tx, reports) = channel::unbounded::<Report>();
+    tracing::info!("store: {}", plan.store.describe());
+    let watch = match StoreWatch::start(plan.store, plan.bots, plan.bots_file, move |r| {
+        let _ = reports_tx.try_send(r);
+    }) {
+        Ok(watch) => watch,
+        Err(e) => {
+            tracing::error!("cannot start the store watcher: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     smol::block_on(ex.run(async {
-        rt.feed(|f| {
-            f.set_wanted(plan.wanted, now());
-            f.health_mut().set_serving();
-        });
-        tracing::info!("serving /healthz, /readyz and /metrics on {addr}; {bots} bots");
+        tracing::info!("serving /healthz, /readyz and /metrics on {addr}");
+        ex.spawn({
+            let rt = rt.clone();
+            async move {
+                while let Ok(report) = reports.recv().await {
+                    rt.feed(|f| store_watch::apply(f, report, now()));
+                }
+            }
+        })
+        .detach();
         let stop_started = std::cell::Cell::new(None);
         let driver = ex.spawn({
             let rt = rt.clone();
@@ -80,7 +103,9 @@ fn main() -> ExitCode {
             };
             driver.or(grace).await;
             if !rt.fleet.borrow().is_stopped() {
-                tracing::warn!("stopping without the last commits of some bots (they are fetched again at the next start)");
+                tracing::warn!(
+                    "stopping without the last commits of some bots (they are fetched again at the next start)"
+                );
             }
             rt.stop_writer();
         };
@@ -89,5 +114,6 @@ fn main() -> ExitCode {
             tracing::info!("stopped in {} ms", t.elapsed().as_millis());
         }
     }));
+    drop(watch);
     ExitCode::SUCCESS
 }

@@ -30,7 +30,7 @@ macro_rules! conformance_suite {
             slow_clients_do_not_block_fast_ones, sigterm_flips_readiness_then_exits_zero,
             sigint_exits_zero, configuration_errors_name_the_variable, help_lists_variables,
             port_in_use_is_a_clear_error, secrets_never_leak,
-            an_unwritable_state_file_stops_the_start);
+            an_unusable_data_dir_stops_the_start);
     };
     (@tests $binary:expr; $($name:ident),*) => {
         $(
@@ -332,21 +332,14 @@ pub fn configuration_errors_name_the_variable(binary: &Path) {
     assert_eq!(status.code(), Some(2), "unknown subcommand: {out}");
 }
 
-/// A state file that cannot be written (a read-only root filesystem, a missing volume)
-/// stops the start with one line naming it: running on would log every bot in again at
-/// every start.
-pub fn an_unwritable_state_file_stops_the_start(binary: &Path) {
-    let (status, out) = run_to_exit(
-        binary,
-        &[],
-        &[("STATE_FILE", "/nonexistent-volume/state.json")],
-    );
+/// A data directory for the embedded store that cannot be made (a read-only root
+/// filesystem, a missing volume) stops the start with one line naming it: running on
+/// would log every bot in again at every start.
+pub fn an_unusable_data_dir_stops_the_start(binary: &Path) {
+    let (status, out) = run_to_exit(binary, &[], &[("DATA_DIR", "/dev/null/store")]);
     assert_eq!(status.code(), Some(2), "{out}");
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(
-        out.contains("STATE_FILE /nonexistent-volume/state.json: cannot write there"),
-        "{out}"
-    );
+    assert!(out.contains("DATA_DIR /dev/null/store: "), "{out}");
 }
 
 /// `--help` exits 0 and documents the subcommand and the variables.

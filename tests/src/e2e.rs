@@ -21,7 +21,6 @@ macro_rules! e2e_suite {
             three_bots_run_and_a_rejected_token_fails, messages_reach_the_right_bot,
             dropped_connections_come_back, a_restart_reuses_keys_and_logins,
             a_panicking_bot_restarts_alone, a_fleet_of_300_restarts_without_a_login,
-            a_state_that_cannot_be_saved_shows_and_nothing_is_lost,
             supergroup_messages_arrive_once_and_after_a_restart);
     };
     (@tests $binary:expr; $($name:ident),*) => {
@@ -32,6 +31,14 @@ macro_rules! e2e_suite {
             }
         )*
     };
+}
+
+/// What an admin command printed, and its exit code.
+#[derive(Debug)]
+pub struct Cli {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// A fake DC set with bots bot1..bot3, and the files a service needs to use it.
@@ -73,8 +80,9 @@ impl World {
         World { telegram, dir }
     }
 
-    /// Starts `binary` on this world.
-    pub fn start(&self, binary: &Path) -> Service {
+    /// The service's environment on this world: the bots file, the embedded store in
+    /// `data/`, the fake DC.
+    pub fn env(&self) -> Vec<(String, String)> {
         let dcs: Vec<String> = self
             .telegram
             .dcs()
@@ -82,18 +90,79 @@ impl World {
             .map(|(id, a)| format!("{id}={a}"))
             .collect();
         let dir = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
-        let env = [
-            ("BOTS_FILE", dir("bots.toml")),
-            ("STATE_FILE", dir("state.json")),
+        let mut env = vec![
+            ("DATA_DIR", dir("data")),
             ("TELEGRAM_RSA_PUBLIC_KEY", dir("dc.pem")),
             ("TELEGRAM_DC_ADDRS", dcs.join(",")),
             ("TELEGRAM_API_ID", "12345".into()),
             ("TELEGRAM_API_HASH", API_HASH.into()),
         ];
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if self.dir.join("bots.toml").exists() {
+            env.push(("BOTS_FILE", dir("bots.toml")));
+        }
+        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// Starts `binary` on this world, with `extra` variables, and waits until it is ready.
+    pub fn start_with(&self, binary: &Path, extra: &[(&str, &str)]) -> Service {
+        let env = self.env();
+        let mut env: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.extend_from_slice(extra);
         let mut service = Service::start(binary, &env);
         service.wait_ready(WAIT);
         service
+    }
+
+    /// Starts `binary` on this world and waits until it is ready.
+    pub fn start(&self, binary: &Path) -> Service {
+        self.start_with(binary, &[])
+    }
+
+    /// Runs an admin command of `binary` on this world's store, with `stdin`.
+    pub fn cli(&self, binary: &Path, args: &[&str], stdin: &str) -> Cli {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(binary)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the admin command");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Cli {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The embedded store's file, as bytes (to look for secrets in clear text).
+    pub fn store_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(self.dir.join("data"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("telegram-bots.sqlite3")
+            {
+                bytes.extend(std::fs::read(entry.path()).unwrap_or_default());
+            }
+        }
+        bytes
     }
 
     pub fn stats(&self) -> serde_json::Value {
@@ -298,11 +367,16 @@ pub fn a_restart_reuses_keys_and_logins(binary: &Path) {
     let before = world.stats();
     // bot1..bot3 each logged in once; the rejected token made a handshake and no login.
     assert_eq!(before["handshakes"], 4);
-    let state = std::fs::read_to_string(world.dir.join("state.json")).unwrap();
+    let list = world.cli(binary, &["integrations", "list"], "");
+    assert_eq!(list.code, Some(0), "{list:?}");
     assert!(
-        state.contains("\"ws_1\"") && !state.contains("AAtoken"),
-        "{state}"
+        list.stdout
+            .lines()
+            .any(|l| l.starts_with("ws_1 ") && l.contains("@bot1") && l.contains("logged in")),
+        "{}",
+        list.stdout
     );
+    assert!(!list.stdout.contains("AAtoken"), "{}", list.stdout);
 
     // A message while the service is down arrives after the restart (getDifference).
     world.telegram.send_text("bot1", 9, "while away").unwrap();
@@ -322,11 +396,12 @@ pub fn a_restart_reuses_keys_and_logins(binary: &Path) {
 pub fn a_panicking_bot_restarts_alone(binary: &Path) {
     let world = World::new();
     let service = world.start(binary);
-    // What the restart starts from: the login saved in the state file.
+    // What the restart starts from: the login saved in the store.
     until("bot2's login saved", &service, || {
-        let state = std::fs::read_to_string(world.dir.join("state.json")).unwrap_or_default();
-        serde_json::from_str::<serde_json::Value>(&state)
-            .is_ok_and(|s| s["bots"]["ws_2"]["authorized"] == true)
+        let list = world.cli(binary, &["integrations", "list"], "");
+        list.stdout
+            .lines()
+            .any(|l| l.starts_with("ws_2 ") && l.contains("logged in"))
     });
     world
         .telegram
@@ -371,7 +446,8 @@ pub fn a_panicking_bot_restarts_alone(binary: &Path) {
     assert_eq!(
         world.stats()["logins"]["bot2"],
         1,
-        "a restart is no new login"
+        "a restart is no new login:\n{}",
+        service.logs()
     );
     stop(service);
 }
@@ -419,74 +495,6 @@ pub fn a_fleet_of_300_restarts_without_a_login(binary: &Path) {
         "{ws_7}"
     );
     no_new_logins(&world, &before);
-    stop(service);
-}
-
-/// The state file's directory goes away under a running service: the failure shows in
-/// `/readyz`, `/metrics` and the log, messages wait, and once the directory is back they
-/// are handed on and the process is ready again.
-pub fn a_state_that_cannot_be_saved_shows_and_nothing_is_lost(binary: &Path) {
-    let world = World::with_bots(1, false);
-    let state_dir = world.dir.join("state");
-    std::fs::create_dir(&state_dir).unwrap();
-    let dcs: Vec<String> = world
-        .telegram
-        .dcs()
-        .iter()
-        .map(|(id, a)| format!("{id}={a}"))
-        .collect();
-    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
-    let state_file = path(&state_dir.join("state.json"));
-    let env = [
-        ("BOTS_FILE", path(&world.dir.join("bots.toml"))),
-        ("STATE_FILE", state_file.clone()),
-        ("TELEGRAM_RSA_PUBLIC_KEY", path(&world.dir.join("dc.pem"))),
-        ("TELEGRAM_DC_ADDRS", dcs.join(",")),
-        ("TELEGRAM_API_ID", "12345".into()),
-        ("TELEGRAM_API_HASH", API_HASH.into()),
-    ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut service = Service::start(binary, &env);
-    service.wait_ready(WAIT);
-    until("the login saved", &service, || {
-        std::fs::read_to_string(&state_file).is_ok_and(|s| s.contains("\"authorized\":true"))
-    });
-    let away = world.dir.join("state-away");
-    std::fs::rename(&state_dir, &away).unwrap();
-    world
-        .telegram
-        .send_text("bot1", 5, "while the disk is gone")
-        .unwrap();
-    until("readiness to say why", &service, || {
-        let ready = http::get(service.health_addr, "/readyz");
-        ready.status == 503
-            && ready.json()["reason"].as_str().is_some_and(|r| {
-                r.starts_with(&format!(
-                    "cannot save the bots' state: STATE_FILE {state_file}: "
-                ))
-            })
-    });
-    let metrics = http::get(service.health_addr, "/metrics").text();
-    assert!(
-        metrics.lines().any(|l| l == "telegram_bots_store_up 0"),
-        "{metrics}"
-    );
-    assert!(service.logs().contains("cannot save the bots' state"));
-    assert!(
-        !service.logs().contains("message 1 in chat user 5"),
-        "not handed on before it is saved"
-    );
-    std::fs::rename(&away, &state_dir).unwrap();
-    until("the message, once saved", &service, || {
-        service
-            .logs()
-            .contains("workspace ws_1: message 1 in chat user 5")
-    });
-    until("ready again", &service, || {
-        http::get(service.health_addr, "/readyz").status == 200
-    });
-    let state = std::fs::read_to_string(&state_file).unwrap();
-    assert!(state.contains("\"pts\":2"), "{state}");
     stop(service);
 }
 

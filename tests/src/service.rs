@@ -31,6 +31,7 @@ impl Service {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HEALTH_ADDR", health_addr.to_string())
+            .env("DATA_DIR", scratch_data_dir())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -166,6 +167,7 @@ pub fn run_to_exit(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> (ExitS
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATA_DIR", scratch_data_dir())
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
@@ -176,4 +178,17 @@ pub fn run_to_exit(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> (ExitS
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status, text)
+}
+
+/// A data directory for the embedded store of a service that the test gives none, so
+/// that no test writes into the source tree. Under the system's temp dir; the service
+/// creates it.
+fn scratch_data_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "telegram-bots-data-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
 }

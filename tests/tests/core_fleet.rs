@@ -103,6 +103,7 @@ impl Sim {
                 WantedBot {
                     record: self.durable.get(&ws).cloned(),
                     config: config(&ws, &token(i)),
+                    refused: None,
                 }
             })
             .collect()
@@ -386,6 +387,7 @@ fn the_wanted_set_is_reconciled_without_a_restart() {
     let mut wanted = vec![WantedBot {
         config: config("ws_0", &token(3)),
         record: sim.durable.get("ws_0").cloned(),
+        refused: None,
     }];
     wanted.extend(sim.wanted(2..3));
     sim.set_wanted(wanted);
@@ -407,6 +409,7 @@ fn the_wanted_set_is_reconciled_without_a_restart() {
         WantedBot {
             config: config("ws_0", &token(3)),
             record: None,
+            refused: None,
         },
         sim.wanted(2..3).remove(0),
     ];
@@ -483,6 +486,7 @@ fn one_bot_in_trouble_leaves_the_fleet_ready() {
     wanted.push(WantedBot {
         config: config("ws_revoked", "7199999:AAnot-a-bot"),
         record: None,
+        refused: None,
     });
     sim.set_wanted(wanted);
     assert_eq!(sim.running(), 2);

@@ -50,6 +50,19 @@ pub struct ConnId {
 pub struct WantedBot {
     pub config: BotConfig,
     pub record: Option<BotRecord>,
+    /// Why the bot cannot run (a token that does not decrypt, say): it is shown as
+    /// failed with this reason, and not started.
+    pub refused: Option<String>,
+}
+
+impl WantedBot {
+    pub fn new(config: BotConfig, record: Option<BotRecord>) -> WantedBot {
+        WantedBot {
+            config,
+            record,
+            refused: None,
+        }
+    }
 }
 
 /// What the runtime must do.
@@ -210,13 +223,37 @@ impl Fleet {
         }
         self.health.heartbeat(now.instant);
         let mut keep = std::collections::HashSet::new();
-        for WantedBot { config, record } in wanted {
+        for WantedBot {
+            config,
+            record,
+            refused,
+        } in wanted
+        {
             let ws = config.workspace_id.clone();
             if !keep.insert(ws.clone()) {
                 continue; // the first entry of a workspace wins
             }
+            if let Some(reason) = refused {
+                // Shown as failed, never started; a bot running under this workspace
+                // stops.
+                if let Some(old) = self.by_workspace.get(&ws).copied()
+                    && self.slots[&old].refused.as_ref() == Some(&reason)
+                {
+                    continue;
+                }
+                let id = self.add_slot(config, record, now);
+                self.slot_mut(id).refused = Some(reason.clone());
+                if let Some(old) = self.by_workspace.insert(ws.clone(), id) {
+                    self.retire(old, now);
+                }
+                if let Some(status) = self.health.fleet.get_mut(&ws) {
+                    status.set_state(BotState::Failed, Some(reason), now.unix_secs.max(0) as u64);
+                }
+                continue;
+            }
             match self.by_workspace.get(&ws).copied() {
-                Some(id) if *self.slots[&id].config == config => {}
+                Some(id)
+                    if *self.slots[&id].config == config && self.slots[&id].refused.is_none() => {}
                 Some(old) => {
                     // The old bot stops and saves first; its successor starts from the
                     // record it leaves.

@@ -37,6 +37,8 @@ pub(super) struct Slot {
     pub(super) retiring: bool,
     /// A replacement waiting for this slot to finish.
     pub(super) successor: Option<BotId>,
+    /// Why this bot cannot run: it is never started.
+    pub(super) refused: Option<String>,
 }
 
 impl Fleet {
@@ -71,6 +73,7 @@ impl Fleet {
                 running_since: None,
                 retiring: false,
                 successor: None,
+                refused: None,
             },
         );
         id

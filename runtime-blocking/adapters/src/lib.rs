@@ -3,11 +3,13 @@
 //! fixed set of threads; the debugging runtime (`telegram-bots-blocking`) from its own.
 //!
 //! - [`startup`]: the command line, the configuration, logging.
-//! - [`plan`]: the bots file, the state file and the trusted RSA keys, read into the
-//!   fleet's wanted set.
+//! - [`admin`]: `migrate` and `integrations ...`, so that an operator never writes SQL.
+//! - [`declare`]: a bots file as the declaration of the integrations.
+//! - [`store_watch`]: the thread that keeps the fleet's wanted set equal to the store.
+//! - [`plan`]: the trusted RSA keys, the DC addresses, the API credentials, the store.
 //! - [`store`]: integrations, sessions and update state in PostgreSQL or SQLite.
 //! - [`state_writer`]: one writer thread per process that writes the fleet's commits to
-//!   the state file in batches.
+//!   the store in batches.
 //! - [`signal`]: SIGTERM, SIGINT and SIGHUP.
 //! - [`process`]: process statistics for `/metrics`.
 //! - [`clock`]: both clocks and the operating system's randomness, read once per event.
@@ -17,7 +19,9 @@
 //!
 //! Everything the service decides lives in `telegram-bots-core`.
 
+pub mod admin;
 pub mod clock;
+pub mod declare;
 pub mod health;
 pub mod log;
 pub mod net;
@@ -27,5 +31,6 @@ pub mod signal;
 pub mod startup;
 pub mod state_writer;
 pub mod store;
+pub mod store_watch;
 
-pub use startup::{prepare, start, start_with};
+pub use startup::{Prepared, prepare};

@@ -1,52 +1,82 @@
-//! What the fleet starts with, the same for both runtimes: the bots of the bots file with
-//! their records from the state file, the trusted RSA keys, the DC addresses.
+//! What the fleet starts with, the same for both runtimes: the trusted RSA keys, the DC
+//! addresses, the API credentials every bot logs in with, the store, and the bots file
+//! if one is declared.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use telegram_bots_core::bot::BotConfig;
-use telegram_bots_core::bots_file;
 use telegram_bots_core::config::Config;
 use telegram_bots_core::fleet::WantedBot;
-use telegram_bots_core::record::BotRecord;
 use telegram_bots_core::rsa::RsaPublicKey;
 use telegram_bots_core::secret::Secret;
 use telegram_bots_core::session::{ClientInfo, SessionConfig};
 
+use crate::store::{Integration, StorePlace};
+
 /// Everything needed to start the fleet.
 #[derive(Debug)]
 pub struct Plan {
-    pub wanted: Vec<WantedBot>,
     pub session_config: Arc<SessionConfig>,
     pub dcs: BTreeMap<i32, SocketAddr>,
     /// The local address for connections to Telegram, when one is chosen.
     pub bind: Option<IpAddr>,
-    pub state_file: String,
+    pub bots: BotDefaults,
+    pub store: StorePlace,
+    /// The bots file that declares the integrations, if one is used.
+    pub bots_file: Option<String>,
 }
 
-/// Reads the bots file and the extra RSA key, and gives each bot its record from
-/// `records` (the state file's). An error is one line for the operator, naming the file
-/// or variable.
-pub fn plan(
-    config: &Config,
-    bots_file: Option<&str>,
-    records: &BTreeMap<String, BotRecord>,
-) -> Result<Plan, String> {
-    let bots = match bots_file.or(config.bots_file.as_deref()) {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("BOTS_FILE {path}: {e}"))?;
-            bots_file::parse(&text).map_err(|e| format!("{path}: {e}"))?
-        }
-        None => Vec::new(),
-    };
-    let (api_id, api_hash) = match (config.telegram_api_id, &config.telegram_api_hash) {
-        (Some(id), Some(hash)) => (id, hash.clone()),
-        _ if bots.is_empty() => (0, Secret::new(String::new())),
-        (None, _) => return Err("TELEGRAM_API_ID: required when there are bots".into()),
-        (_, None) => return Err("TELEGRAM_API_HASH: required when there are bots".into()),
-    };
+/// What every bot shares: the app it logs in as, and the DC it tries first.
+#[derive(Clone, Debug)]
+pub struct BotDefaults {
+    /// `TELEGRAM_API_ID` and `TELEGRAM_API_HASH`, when both are set.
+    pub api: Option<(i32, Secret<String>)>,
+    pub default_dc: i32,
+}
+
+impl BotDefaults {
+    /// The fleet's wanted set: the enabled integrations, each with its stored record. An
+    /// integration whose token cannot be read (or with no API credentials to log in
+    /// with) is wanted as failed, with the reason, and the others run.
+    pub fn wanted(&self, integrations: Vec<Integration>) -> Vec<WantedBot> {
+        integrations
+            .into_iter()
+            .filter(|i| i.enabled)
+            .map(|i| {
+                let refused = match (&i.token, &self.api) {
+                    (Err(why), _) => Some(why.clone()),
+                    (Ok(_), None) => Some(
+                        "TELEGRAM_API_ID and TELEGRAM_API_HASH are not set: the bot cannot log in"
+                            .to_owned(),
+                    ),
+                    (Ok(_), Some(_)) => None,
+                };
+                let (api_id, api_hash) = self
+                    .api
+                    .clone()
+                    .unwrap_or_else(|| (0, Secret::new(String::new())));
+                WantedBot {
+                    config: BotConfig {
+                        workspace_id: i.workspace_id,
+                        token: i.token.unwrap_or_else(|_| Secret::new(String::new())),
+                        api_id,
+                        api_hash,
+                        // Any DC will do: a bot homed elsewhere is redirected.
+                        default_dc: self.default_dc,
+                    },
+                    record: Some(i.record),
+                    refused,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Reads the extra RSA key and names the store. An error is one line for the operator,
+/// naming the file or variable.
+pub fn plan(config: &Config, bots_file: Option<&str>) -> Result<Plan, String> {
     let mut rsa_keys = vec![RsaPublicKey::telegram_production()];
     if let Some(path) = &config.telegram_rsa_public_key {
         let pem = std::fs::read_to_string(path)
@@ -56,26 +86,12 @@ pub fn plan(
                 .map_err(|e| format!("TELEGRAM_RSA_PUBLIC_KEY {path}: {e}"))?,
         );
     }
-    let default_dc = *config
-        .telegram_dc_addrs
-        .keys()
-        .next()
-        .expect("at least one DC");
-    let wanted = bots
-        .into_iter()
-        .map(|entry| {
-            let record = records.get(&entry.workspace_id).cloned();
-            let config = BotConfig {
-                workspace_id: entry.workspace_id,
-                token: entry.token,
-                api_id,
-                api_hash: api_hash.clone(),
-                // Any DC will do: a bot homed elsewhere is redirected (USER_MIGRATE).
-                default_dc,
-            };
-            WantedBot { config, record }
-        })
-        .collect();
+    let bots_file = bots_file.or(config.bots_file.as_deref()).map(str::to_owned);
+    if let Some(path) = &bots_file {
+        // Checked now so that a broken file stops the start; read again on changes.
+        crate::declare::read(path)?;
+    }
+    let api_id = config.telegram_api_id.unwrap_or(0);
     let client = ClientInfo {
         api_id,
         device_model: "telegram-bots".into(),
@@ -84,10 +100,18 @@ pub fn plan(
         lang_code: "en".into(),
     };
     Ok(Plan {
-        wanted,
         session_config: Arc::new(SessionConfig::new(rsa_keys, client)),
         dcs: config.telegram_dc_addrs.clone(),
         bind: config.telegram_bind_addr,
-        state_file: config.state_file.clone(),
+        bots: BotDefaults {
+            api: config.telegram_api_id.zip(config.telegram_api_hash.clone()),
+            default_dc: *config
+                .telegram_dc_addrs
+                .keys()
+                .next()
+                .expect("at least one DC"),
+        },
+        store: StorePlace::from_config(config)?,
+        bots_file,
     })
 }

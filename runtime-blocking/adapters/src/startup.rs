@@ -1,5 +1,6 @@
 //! What both binaries do before they run: parse the command line, parse the
-//! configuration from the environment, and set up logging.
+//! configuration from the environment, set up logging, and either carry out an admin
+//! command (`migrate`, `integrations ...`) or prepare the fleet's plan.
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -7,14 +8,15 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use telegram_bots_core::config::{self, Config, LogLevel};
 
+use crate::admin::{self, IntegrationsCommand};
 use crate::plan::{Plan, plan};
-use crate::state_writer::StateFile;
 
 #[derive(Debug, Parser)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// TOML file of bots (one [[bot]] table with workspace_id and token each); overrides BOTS_FILE.
+    /// TOML file of bots (one [[bot]] table with workspace_id and token each) that
+    /// declares the integrations; overrides BOTS_FILE.
     #[arg(long, global = true, value_name = "FILE")]
     bots: Option<String>,
 }
@@ -23,38 +25,34 @@ struct Cli {
 enum Command {
     /// Run the bots and serve /healthz, /readyz and /metrics (the default).
     Run,
+    /// Create or upgrade the store's schema (idempotent; safe from two pods at once).
+    Migrate,
+    /// Manage integrations (one bot per workspace) without writing SQL.
+    #[command(subcommand)]
+    Integrations(IntegrationsCommand),
 }
 
-/// Parses the command line and the environment and sets up logging. On `--help` or
-/// `--version` clap prints and exits 0; on a bad command line it exits 2. A bad
-/// configuration prints one line per bad variable and returns exit code 2.
-pub fn start(binary: &'static str, about: &'static str) -> Result<Config, ExitCode> {
-    start_with(binary, about).map(|(config, _)| config)
-}
-
-/// What both binaries start from.
+/// What both binaries run from.
 #[derive(Debug)]
 pub struct Prepared {
     pub config: Config,
     pub plan: Plan,
-    pub state: StateFile,
 }
 
-/// Start-up as both binaries do it: [`start`], then the state file (read, and checked to
-/// be writable) and the fleet's plan (bots file, RSA key). A problem prints one line and
-/// gives exit code 2.
+/// Start-up as both binaries do it: the command line and the environment, then for `run` the fleet's plan (RSA key,
+/// store, bots file); any other command is carried out here and its exit code returned
+/// as the error. A problem prints one line and gives exit code 2.
 pub fn prepare(binary: &'static str, about: &'static str) -> Result<Prepared, ExitCode> {
-    let (config, bots_file) = start_with(binary, about)?;
-    let prepared = StateFile::open(&config.state_file).and_then(|state| {
-        let plan = plan(&config, bots_file.as_deref(), state.records())?;
-        Ok((plan, state))
-    });
-    match prepared {
-        Ok((plan, state)) => Ok(Prepared {
-            config,
-            plan,
-            state,
-        }),
+    let (config, cli) = parse(binary, about)?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {}
+        Command::Migrate => return Err(admin::migrate(binary, &config)),
+        Command::Integrations(command) => {
+            return Err(admin::integrations(binary, &config, command));
+        }
+    }
+    match plan(&config, cli.bots.as_deref()) {
+        Ok(plan) => Ok(Prepared { config, plan }),
         Err(line) => {
             eprintln!("{binary}: {line}");
             Err(ExitCode::from(2))
@@ -62,11 +60,10 @@ pub fn prepare(binary: &'static str, about: &'static str) -> Result<Prepared, Ex
     }
 }
 
-/// [`start`], also returning `--bots FILE` if given.
-pub fn start_with(
-    binary: &'static str,
-    about: &'static str,
-) -> Result<(Config, Option<String>), ExitCode> {
+/// Parses the command line and the environment and sets up logging. On `--help` or
+/// `--version` clap prints and exits 0; on a bad command line it exits 2. A bad
+/// configuration prints one line per bad variable and returns exit code 2.
+fn parse(binary: &'static str, about: &'static str) -> Result<(Config, Cli), ExitCode> {
     let mut variables = String::from("Environment:\n");
     for (name, what) in config::VARIABLES {
         variables.push_str(&format!("  {name:<22} {what}\n"));
@@ -78,9 +75,6 @@ pub fn start_with(
         .version(env!("CARGO_PKG_VERSION"))
         .after_help(variables);
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => {}
-    }
 
     // Not `std::env::vars()`: it panics on a value that is not UTF-8, even in a variable
     // the service never reads.
@@ -97,7 +91,7 @@ pub fn start_with(
         ExitCode::from(2)
     })?;
     init_logging(config.log_level);
-    Ok((config, cli.bots))
+    Ok((config, cli))
 }
 
 fn init_logging(level: LogLevel) {

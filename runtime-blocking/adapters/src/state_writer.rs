@@ -4,27 +4,22 @@
 //! size. Each commit's result goes back through the callback given at start, so that the
 //! fleet learns what is durable.
 //!
-//! The store behind it is a [`Store`]: today the local state file ([`StateFile`]); the
-//! PostgreSQL store takes the same place.
+//! The store behind it is a [`Store`] (PostgreSQL or the embedded SQLite file) on a
+//! connection of the writer's own. What the fleet reports about a bot that failed for
+//! good (a rejected token) is written the same way, for `integrations list`.
 
-use std::collections::BTreeMap;
-use std::io::{self, Write as _};
-use std::path::Path;
+use std::io;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use telegram_bots_core::fleet::BotId;
-use telegram_bots_core::record::{BotRecord, Commit, CommitId};
-use telegram_bots_core::state_file;
+use telegram_bots_core::fleet::{BotId, BotState, FleetEvent};
+use telegram_bots_core::record::{Commit, CommitId};
+
+use crate::store::Store;
 
 /// The shortest time between two writes.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
-
-/// Where commits are written: a batch is written whole, or the error says why not.
-pub trait Store: Send + 'static {
-    fn write(&mut self, batch: &[(String, Commit)]) -> Result<(), String>;
-}
 
 /// The result of one commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +31,8 @@ pub struct Written {
 
 struct Queue {
     waiting: Vec<(BotId, String, Commit)>,
+    /// The latest trouble reported for each bot, to record.
+    notes: Vec<(String, Option<String>)>,
     stopping: bool,
 }
 
@@ -65,12 +62,13 @@ impl std::fmt::Debug for StateWriter {
 impl StateWriter {
     /// Starts the writer thread over `store`; `on_written` gets each batch's results.
     pub fn start(
-        mut store: impl Store,
+        mut store: Box<dyn Store>,
         on_written: impl Fn(Vec<Written>) + Send + 'static,
     ) -> io::Result<StateWriter> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 waiting: Vec::new(),
+                notes: Vec::new(),
                 stopping: false,
             }),
             wake: Condvar::new(),
@@ -92,6 +90,27 @@ impl StateWriter {
         self.shared.wake.notify_one();
     }
 
+    /// Records what the fleet reports about a bot (`None`: no trouble) with the next batch.
+    pub fn note(&self, workspace_id: String, error: Option<String>) {
+        let mut queue = self.shared.lock();
+        queue.notes.retain(|(ws, _)| *ws != workspace_id);
+        queue.notes.push((workspace_id, error));
+        self.shared.wake.notify_one();
+    }
+
+    /// Records what the store should know of a fleet event: a bot that failed for good
+    /// (its reason shows in `integrations list`).
+    pub fn record(&self, event: &FleetEvent) {
+        if let FleetEvent::State {
+            workspace_id,
+            state: BotState::Failed,
+            reason,
+        } = event
+        {
+            self.note(workspace_id.clone(), reason.clone());
+        }
+    }
+
     /// Writes what is queued at once and ends the thread.
     pub fn stop(mut self) {
         self.shared.lock().stopping = true;
@@ -106,7 +125,7 @@ fn run(shared: &Shared, store: &mut impl Store, on_written: &impl Fn(Vec<Written
     let mut last_write: Option<Instant> = None;
     loop {
         let mut queue = shared.lock();
-        while queue.waiting.is_empty() && !queue.stopping {
+        while queue.waiting.is_empty() && queue.notes.is_empty() && !queue.stopping {
             queue = shared
                 .wake
                 .wait(queue)
@@ -125,8 +144,14 @@ fn run(shared: &Shared, store: &mut impl Store, on_written: &impl Fn(Vec<Written
                 .0;
         }
         let batch = std::mem::take(&mut queue.waiting);
+        let notes = std::mem::take(&mut queue.notes);
         let stopping = queue.stopping;
         drop(queue);
+        if !notes.is_empty()
+            && let Err(e) = store.note_error(&notes)
+        {
+            tracing::warn!("cannot record the bots' last errors: {e}");
+        }
         if batch.is_empty() {
             if stopping {
                 return;
@@ -135,7 +160,7 @@ fn run(shared: &Shared, store: &mut impl Store, on_written: &impl Fn(Vec<Written
         }
         let ids: Vec<(BotId, CommitId)> = batch.iter().map(|(bot, _, c)| (*bot, c.id)).collect();
         let commits: Vec<(String, Commit)> = batch.into_iter().map(|(_, ws, c)| (ws, c)).collect();
-        let result = store.write(&commits);
+        let result = store.write(&commits).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!("cannot save the bots' state ({} commits): {e}", ids.len());
         }
@@ -152,88 +177,14 @@ fn run(shared: &Shared, store: &mut impl Store, on_written: &impl Fn(Vec<Written
     }
 }
 
-/// The local state file: every bot's record by workspace id, rewritten whole (to a
-/// temporary file, synced, renamed over the old one) on each batch, readable by the
-/// owner only since it holds auth keys.
-#[derive(Debug)]
-pub struct StateFile {
-    path: String,
-    records: BTreeMap<String, BotRecord>,
-}
-
-impl StateFile {
-    /// Reads the file (a missing one is empty) and makes sure it can be written: a state
-    /// that cannot be saved would mean a new login for every bot at every start.
-    pub fn open(path: &str) -> Result<StateFile, String> {
-        let records = match std::fs::read_to_string(path) {
-            Ok(text) => state_file::decode(&text).map_err(|e| format!("STATE_FILE {path}: {e}"))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(format!("STATE_FILE {path}: {e}")),
-        };
-        let file = StateFile {
-            path: path.to_owned(),
-            records,
-        };
-        let probe = file.temp_path();
-        create_private(&probe)
-            .and_then(|_| std::fs::remove_file(&probe))
-            .map_err(|e| {
-                format!(
-                    "STATE_FILE {path}: cannot write there ({e}); point it at a writable, persistent place"
-                )
-            })?;
-        Ok(file)
-    }
-
-    pub fn records(&self) -> &BTreeMap<String, BotRecord> {
-        &self.records
-    }
-
-    /// Per process, so that two processes on one file cannot interleave their writes.
-    fn temp_path(&self) -> String {
-        format!("{}.{}.tmp", self.path, std::process::id())
-    }
-
-    fn persist(&self) -> io::Result<()> {
-        let tmp = self.temp_path();
-        let mut file = create_private(&tmp)?;
-        file.write_all(state_file::encode(&self.records).as_bytes())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &self.path)?;
-        // The rename itself is durable only once the directory is.
-        let dir = Path::new(&self.path)
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::File::open(dir)?.sync_all()
-    }
-}
-
-impl Store for StateFile {
-    fn write(&mut self, batch: &[(String, Commit)]) -> Result<(), String> {
-        for (ws, commit) in batch {
-            self.records.entry(ws.clone()).or_default().apply(commit);
-        }
-        self.persist()
-            .map_err(|e| format!("STATE_FILE {}: {e}", self.path))
-    }
-}
-
-fn create_private(path: &str) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Sealer;
+    use crate::store::sqlite::SqliteStore;
     use std::sync::mpsc;
+    use telegram_bots_core::seal::Keyring;
+    use telegram_bots_core::secret::Secret;
     use telegram_bots_core::updates::UpdateState;
 
     fn commit(id: CommitId, pts: i32) -> Commit {
@@ -249,29 +200,32 @@ mod tests {
         }
     }
 
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    #[test]
+    fn commits_and_notes_are_written_in_batches_and_answered() {
+        let dir = std::env::temp_dir().join(format!("state-writer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    #[test]
-    fn commits_are_written_in_batches_and_answered() {
-        let dir = temp_dir("state-writer-batches");
-        let path = dir.join("state.json").to_string_lossy().into_owned();
-        let file = StateFile::open(&path).unwrap();
+        let sealer = Sealer::new(Keyring::new([3; 32], None));
+        let path = dir.join("store.sqlite3");
+        let mut store = SqliteStore::open(&path, sealer.clone()).unwrap();
+        store.migrate().unwrap();
+        let token = |i: u64| Secret::new(format!("{}:AAbcdefghijklmnopqrstuvwxyz0123456", 100 + i));
+        for i in 0..100 {
+            store.add(&format!("ws_{i}"), &token(i)).unwrap();
+        }
         let (tx, rx) = mpsc::channel();
-        let writer = StateWriter::start(file, move |w| tx.send(w).unwrap()).unwrap();
+        let writer = StateWriter::start(Box::new(store), move |w| tx.send(w).unwrap()).unwrap();
         writer.submit(BotId(1), "ws_1".into(), commit(1, 5));
-        let first = rx.recv().unwrap();
-        assert_eq!(first.len(), 1);
+        assert_eq!(rx.recv().unwrap().len(), 1);
         // While the interval runs, commits of many bots gather into one write.
         for i in 0..100 {
             writer.submit(BotId(i), format!("ws_{i}"), commit(2, 7));
         }
-        let mut answered = 0;
-        let mut batches = 0;
+        writer.note(
+            "ws_3".into(),
+            Some("Telegram rejected the bot token".into()),
+        );
+        let (mut answered, mut batches) = (0, 0);
         while answered < 100 {
             let batch = rx.recv().unwrap();
             assert!(batch.iter().all(|w| w.result.is_ok()));
@@ -280,40 +234,21 @@ mod tests {
         }
         assert!(batches <= 2, "{batches} writes for 100 commits");
         writer.stop();
-        let reread = StateFile::open(&path).unwrap();
-        assert_eq!(reread.records()["ws_1"].updates.unwrap().pts, 7);
-        assert_eq!(reread.records().len(), 100);
-        let mode = std::fs::metadata(&path).unwrap().permissions();
+        let mut reread = SqliteStore::open(&path, sealer).unwrap();
+        let integrations = reread.integrations().unwrap();
+        assert!(
+            integrations
+                .iter()
+                .all(|i| i.record.updates.unwrap().pts == 7)
+        );
+        let ws_3 = integrations
+            .iter()
+            .find(|i| i.workspace_id == "ws_3")
+            .unwrap();
         assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
-            0o600
+            ws_3.last_error.as_deref(),
+            Some("Telegram rejected the bot token")
         );
         std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn a_place_that_cannot_be_written_is_refused_at_open_and_failures_are_reported() {
-        let dir = temp_dir("state-writer-readonly");
-        let missing = dir
-            .join("no-such-dir/state.json")
-            .to_string_lossy()
-            .into_owned();
-        let error = StateFile::open(&missing).unwrap_err();
-        assert!(error.contains("cannot write there"), "{error}");
-
-        let path = dir.join("state.json").to_string_lossy().into_owned();
-        let file = StateFile::open(&path).unwrap();
-        // The directory goes away after the start: every write fails, and says so.
-        std::fs::remove_dir_all(&dir).unwrap();
-        let (tx, rx) = mpsc::channel();
-        let writer = StateWriter::start(file, move |w| tx.send(w).unwrap()).unwrap();
-        writer.submit(BotId(1), "ws_1".into(), commit(1, 5));
-        let written = rx.recv().unwrap();
-        let error = written[0].result.clone().unwrap_err();
-        assert!(
-            error.starts_with(&format!("STATE_FILE {path}: ")),
-            "{error}"
-        );
-        writer.stop();
     }
 }

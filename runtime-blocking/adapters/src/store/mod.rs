@@ -8,9 +8,12 @@
 //! an executor. Sealing (XSalsa20-Poly1305) is the core's [`Keyring`]; nonces come from
 //! the operating system here.
 
+mod place;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;
+
+pub use self::place::{KEY_FILE, Place, SQLITE_FILE, StorePlace};
 
 use std::fmt;
 
@@ -280,47 +283,9 @@ pub fn session_rows(sealer: &Sealer, session: &SessionRecord) -> (SessionRow, Ve
     (row, keys)
 }
 
-/// Checks a token's shape before it is stored: `123456:ABC...` (a numeric bot id, a
-/// colon, at least 30 characters of letters, digits, `-` and `_`). The message never
-/// quotes the token.
-pub fn check_token(token: &str) -> Result<(), String> {
-    let Some((id, secret)) = token.split_once(':') else {
-        return Err("a bot token looks like 123456789:AA... (no colon found)".into());
-    };
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || id.len() > 20 {
-        return Err("a bot token starts with the bot's numeric id before the colon".into());
-    }
-    if secret.len() < 30
-        || !secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(
-            "the part after the colon must be at least 30 letters, digits, '-' or '_'".into(),
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_shapes_are_checked_without_quoting_the_token() {
-        assert!(check_token("7000001:AAbcdefghijklmnopqrstuvwxyz0123456").is_ok());
-        for bad in [
-            "",
-            "no-colon-AAbcdefghijklmnopqrstuvwxyz",
-            ":AAbcdefghijklmnopqrstuvwxyz0123456",
-            "12a:AAbcdefghijklmnopqrstuvwxyz012345",
-            "1:AAshort",
-            "1:AAbcdefghijklmnopqrstuvwxyz01234 6",
-        ] {
-            let e = check_token(bad).unwrap_err();
-            assert!(!e.contains("AA"), "{e}");
-        }
-    }
 
     #[test]
     fn records_round_trip_through_rows_and_a_key_that_does_not_open_is_dropped() {

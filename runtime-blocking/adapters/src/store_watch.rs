@@ -1,0 +1,163 @@
+//! One thread that keeps the fleet's wanted set equal to the store: it connects (and
+//! migrates) with retries while the database is unreachable, makes the store match the
+//! bots file if one is declared, then reports the enabled integrations, and again within
+//! about a second of every change (PostgreSQL: `LISTEN`/`NOTIFY` with a poll of the
+//! change counter as the safety net; SQLite: the change counter polled) and of every
+//! change of the bots file.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, SystemTime};
+
+use telegram_bots_core::fleet::{Fleet, WantedBot};
+use telegram_bots_core::session::Now;
+
+use crate::declare;
+use crate::plan::BotDefaults;
+use crate::store::{Store, StorePlace};
+
+/// How long to wait for a change before looking again.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Retries of an unreachable store: doubling up to this.
+const RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// What the watcher tells the runtime.
+#[derive(Debug)]
+pub enum Report {
+    /// The bots that should run now.
+    Wanted(Vec<WantedBot>),
+    /// The store cannot be used (yet); it is retried. For readiness and the log.
+    Trouble(String),
+}
+
+/// The watcher thread; stops when dropped or [`StoreWatch::stop`]ped.
+#[derive(Debug)]
+pub struct StoreWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StoreWatch {
+    pub fn start(
+        place: StorePlace,
+        defaults: BotDefaults,
+        bots_file: Option<String>,
+        report: impl Fn(Report) + Send + 'static,
+    ) -> std::io::Result<StoreWatch> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = thread::Builder::new().name("store-watch".into()).spawn({
+            let stop = stop.clone();
+            move || watch(&place, &defaults, bots_file.as_deref(), &report, &stop)
+        })?;
+        Ok(StoreWatch {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for StoreWatch {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// A report, applied to the fleet: the wanted set (the fleet serves from the first one
+/// on), or trouble to show as the reason while starting.
+pub fn apply(fleet: &mut Fleet, report: Report, now: Now) {
+    match report {
+        Report::Wanted(wanted) => {
+            tracing::info!("{} bots wanted", wanted.len());
+            fleet.set_wanted(wanted, now);
+            fleet.health_mut().set_starting_reason(None);
+            fleet.health_mut().set_serving();
+        }
+        Report::Trouble(why) => fleet.health_mut().set_starting_reason(Some(why)),
+    }
+}
+
+fn watch(
+    place: &StorePlace,
+    defaults: &BotDefaults,
+    bots_file: Option<&str>,
+    report: &impl Fn(Report),
+    stop: &AtomicBool,
+) {
+    let mut store: Option<Box<dyn Store>> = None;
+    let mut retry = Duration::from_secs(1);
+    let mut reported_version: Option<i64> = None;
+    let mut file_seen: Option<SystemTime> = None;
+    let mut last_trouble = String::new();
+    while !stop.load(Ordering::SeqCst) {
+        let step = (|| -> Result<(), String> {
+            let s = match &mut store {
+                Some(s) => s,
+                None => {
+                    let mut s = place.connect().map_err(|e| e.to_string())?;
+                    s.migrate().map_err(|e| e.to_string())?;
+                    store.insert(s)
+                }
+            };
+            if let Some(path) = bots_file {
+                let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+                if modified != file_seen {
+                    let declared = declare::read(path)?;
+                    let synced = declare::sync(s.as_mut(), &declared).map_err(|e| e.to_string())?;
+                    tracing::info!(
+                        "bots file {path}: {} integrations ({} added, {} changed, {} disabled)",
+                        declared.len(),
+                        synced.added,
+                        synced.updated,
+                        synced.disabled
+                    );
+                    file_seen = modified;
+                }
+            }
+            let version = s.integrations_version().map_err(|e| e.to_string())?;
+            if reported_version != Some(version) {
+                let integrations = s.integrations().map_err(|e| e.to_string())?;
+                report(Report::Wanted(defaults.wanted(integrations)));
+                reported_version = Some(version);
+            }
+            s.wait_for_change(WATCH_INTERVAL).map_err(|e| e.to_string())
+        })();
+        match step {
+            Ok(()) => {
+                retry = Duration::from_secs(1);
+                last_trouble.clear();
+            }
+            Err(e) => {
+                let trouble = format!("the store ({}): {e}", place.describe());
+                if trouble != last_trouble {
+                    tracing::error!("{trouble}; retrying");
+                    report(Report::Trouble(trouble.clone()));
+                    last_trouble = trouble;
+                }
+                store = None;
+                sleep_unless_stopped(retry, stop);
+                retry = (retry * 2).min(RETRY_CAP);
+            }
+        }
+    }
+}
+
+fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
+    let step = Duration::from_millis(100);
+    let mut slept = Duration::ZERO;
+    while slept < total && !stop.load(Ordering::SeqCst) {
+        thread::sleep(step);
+        slept += step;
+    }
+}
