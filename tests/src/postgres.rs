@@ -163,8 +163,9 @@ fn pg_bin_dir() -> PathBuf {
             .unwrap_or(0)
     });
     dirs.pop().expect(
-        "PostgreSQL server binaries (initdb) not found and DATABASE_URL unset: \
-         install them (apt-get install postgresql) or run tests/run, which does",
+        "PostgreSQL server binaries (initdb) not found, and a private cluster needs them \
+         (without DATABASE_URL, or for a test that restarts its database): install them \
+         (apt-get install postgresql) or run tests/run, which does",
     )
 }
 
