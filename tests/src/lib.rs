@@ -2,6 +2,7 @@
 //!
 //! - [`postgres`]: a real PostgreSQL (`DATABASE_URL`, or a private throwaway cluster),
 //!   one fresh database per test.
+//! - [`store`]: the two store back ends (SQLite, PostgreSQL) for the shared store suite.
 //! - [`s3`]: a real S3-compatible server (`s3s-fs`) per test, with its own bucket.
 //! - [`inngest`]: an in-process Inngest event receiver that follows the documented API,
 //!   records what it accepts and can be told to fail.
@@ -23,3 +24,4 @@ pub mod postgres;
 pub mod process;
 pub mod s3;
 pub mod service;
+pub mod store;

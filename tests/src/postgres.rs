@@ -5,6 +5,10 @@
 //! throwaway cluster on a free loopback port: `initdb` into a temp dir and `postgres` in
 //! the foreground, as the `postgres` user when running as root (PostgreSQL refuses to run
 //! as root), tied to the test process so that it stops when the process ends.
+//!
+//! A test that restarts the database owns a [`PgCluster`] of its own, whatever
+//! `DATABASE_URL` says: the same start-up, with [`PgCluster::stop`] and
+//! [`PgCluster::start`] again on the same data and port.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +24,9 @@ use crate::process::{die_with_parent, find_executable, is_root, temp_dir, user_i
 pub struct PgServer {
     /// URL of a role that may create databases, ending in a database name.
     admin_url: String,
+    /// The private cluster, when there is no `DATABASE_URL` (never dropped: the server
+    /// stops with the process).
+    _cluster: Option<PgCluster>,
 }
 
 impl PgServer {
@@ -27,7 +34,10 @@ impl PgServer {
     pub fn get() -> &'static PgServer {
         static SERVER: OnceLock<PgServer> = OnceLock::new();
         SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.is_empty() => PgServer { admin_url: url },
+            Ok(url) if !url.is_empty() => PgServer {
+                admin_url: url,
+                _cluster: None,
+            },
             _ => start_private_cluster(),
         })
     }
@@ -153,105 +163,196 @@ fn pg_bin_dir() -> PathBuf {
             .unwrap_or(0)
     });
     dirs.pop().expect(
-        "PostgreSQL server binaries (initdb) not found and DATABASE_URL unset: \
-         install them (apt-get install postgresql) or run tests/run, which does",
+        "PostgreSQL server binaries (initdb) not found, and a private cluster needs them \
+         (without DATABASE_URL, or for a test that restarts its database): install them \
+         (apt-get install postgresql) or run tests/run, which does",
     )
 }
 
 fn start_private_cluster() -> PgServer {
-    let bin = pg_bin_dir();
-    let dir = temp_dir("telegram-bots-pg");
-    let data = dir.join("data");
-    let owner = if is_root() {
-        let ids = user_ids("postgres")
-            .expect("running as root, and there is no `postgres` user to run PostgreSQL as");
-        chown_recursive(&dir, ids);
-        Some(ids)
-    } else {
-        None
-    };
-    let as_owner = |command: &mut Command| {
-        if let Some((uid, gid)) = owner {
-            std::os::unix::process::CommandExt::uid(command, uid);
-            std::os::unix::process::CommandExt::gid(command, gid);
+    let mut cluster = PgCluster::init();
+    cluster.start();
+    PgServer {
+        admin_url: cluster.admin_url(),
+        _cluster: Some(cluster),
+    }
+}
+
+/// A private cluster: `initdb` into a temp dir, and a server on a loopback port that a
+/// test can stop and start again on the same data and port (a database restart). Run
+/// as the `postgres` user when running as root. Dropping it stops the server and
+/// removes the dir; the server also stops when the test process ends.
+#[derive(Debug)]
+pub struct PgCluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    owner: Option<(u32, u32)>,
+    port: u16,
+    server: Option<RunningServer>,
+}
+
+/// A started `postgres`: its pid, and the thread that spawned it and waits for it.
+#[derive(Debug)]
+struct RunningServer {
+    pid: u32,
+    keeper: thread::JoinHandle<()>,
+}
+
+impl PgCluster {
+    /// A new cluster, not started.
+    pub fn init() -> PgCluster {
+        let bin = pg_bin_dir();
+        let dir = temp_dir("telegram-bots-pg");
+        let owner = if is_root() {
+            let ids = user_ids("postgres")
+                .expect("running as root, and there is no `postgres` user to run PostgreSQL as");
+            chown_recursive(&dir, ids);
+            Some(ids)
+        } else {
+            None
+        };
+        let cluster = PgCluster {
+            bin,
+            dir,
+            owner,
+            port: crate::net::free_port(),
+            server: None,
+        };
+        let mut initdb = cluster.command("initdb");
+        initdb
+            .arg("-D")
+            .arg(cluster.dir.join("data"))
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .stdout(Stdio::null());
+        let out = initdb.output().expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
+    /// A PostgreSQL program of the cluster's installation, run as the cluster's owner.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin.join(program));
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::process::CommandExt::uid(&mut command, uid);
+            std::os::unix::process::CommandExt::gid(&mut command, gid);
         }
-    };
+        command
+    }
 
-    let mut initdb = Command::new(bin.join("initdb"));
-    initdb
-        .args(["-D"])
-        .arg(&data)
-        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
-        .stdout(Stdio::null());
-    as_owner(&mut initdb);
-    let out = initdb.output().expect("run initdb");
-    assert!(
-        out.status.success(),
-        "initdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&mut self) {
+        assert!(
+            self.server.is_none(),
+            "the test PostgreSQL is already running"
+        );
+        let log = self.dir.join("log");
+        let mut postgres = self.command("postgres");
+        postgres
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(&self.dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ])
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .map_or(Stdio::null(), Stdio::from),
+            );
+        // SIGINT is PostgreSQL's fast shutdown.
+        die_with_parent(&mut postgres, libc::SIGINT);
 
-    let port = crate::net::free_port();
-    let mut postgres = Command::new(bin.join("postgres"));
-    postgres
-        .arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(&dir)
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=200",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("log")).map_or(Stdio::null(), Stdio::from));
-    as_owner(&mut postgres);
-    // SIGINT is PostgreSQL's fast shutdown.
-    die_with_parent(&mut postgres, libc::SIGINT);
-
-    // The kernel signals the child when the spawning *thread* ends, so spawn from a
-    // thread that lives as long as the process, and let it remove the dir afterwards.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let keeper_dir = dir.clone();
-    thread::Builder::new()
-        .name("test-postgres".into())
-        .spawn(move || {
-            let child = postgres.spawn();
-            let ok = child.is_ok();
-            let _ = tx.send(child.map(|_| ()).map_err(|e| e.to_string()));
-            if ok {
-                // Lives until the process exits; nothing to join.
-                loop {
-                    thread::park();
+        // The kernel signals the child when the spawning *thread* ends, so spawn from a
+        // thread that lives as long as the server.
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let keeper = thread::Builder::new()
+            .name("test-postgres".into())
+            .spawn(move || match postgres.spawn() {
+                Ok(mut child) => {
+                    let _ = started_tx.send(Ok(child.id()));
+                    let _ = child.wait();
                 }
-            }
-            let _ = std::fs::remove_dir_all(keeper_dir);
-        })
-        .expect("spawn the postgres keeper thread");
-    rx.recv()
-        .expect("keeper thread reports")
-        .unwrap_or_else(|e| panic!("start postgres: {e}"));
+                Err(e) => {
+                    let _ = started_tx.send(Err(e.to_string()));
+                }
+            })
+            .expect("spawn the postgres keeper thread");
+        let pid = started
+            .recv()
+            .expect("keeper thread reports")
+            .unwrap_or_else(|e| panic!("start postgres: {e}"));
+        self.server = Some(RunningServer { pid, keeper });
 
-    let admin_url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match postgres::Client::connect(&admin_url, postgres::NoTls) {
-            Ok(_) => break,
-            Err(e) if Instant::now() > deadline => panic!(
-                "private PostgreSQL did not start: {e}\n{}",
-                std::fs::read_to_string(dir.join("log")).unwrap_or_default()
-            ),
-            Err(_) => thread::sleep(Duration::from_millis(50)),
+        let admin_url = self.admin_url();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match postgres::Client::connect(&admin_url, postgres::NoTls) {
+                Ok(_) => break,
+                Err(e) if Instant::now() > deadline => panic!(
+                    "private PostgreSQL did not start: {e}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ),
+                Err(_) => thread::sleep(Duration::from_millis(50)),
+            }
         }
     }
-    PgServer { admin_url }
+
+    /// Stops the server (fast shutdown: sessions are ended, committed data kept) and
+    /// waits until it has exited.
+    pub fn stop(&mut self) {
+        let server = self
+            .server
+            .take()
+            .expect("the test PostgreSQL is not running");
+        crate::process::kill(server.pid, libc::SIGINT).expect("signal postgres");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !server.keeper.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not exit within a minute of SIGINT"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A URL of the superuser on `database`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn admin_url(&self) -> String {
+        self.url("postgres")
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            self.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn chown_recursive(path: &Path, (uid, gid): (u32, u32)) {

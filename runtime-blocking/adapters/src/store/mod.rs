@@ -160,6 +160,22 @@ impl Store for Box<dyn Store> {
     }
 }
 
+/// Whether a schema of version `found` is the one this build needs (for
+/// [`Store::check_schema`]).
+pub fn check_version(found: i64) -> Result<(), StoreError> {
+    match found {
+        v if v == schema::VERSION => Ok(()),
+        v if v > schema::VERSION => Err(StoreError::SchemaTooNew {
+            found: v,
+            known: schema::VERSION,
+        }),
+        v => Err(StoreError::NotMigrated {
+            found: v,
+            known: schema::VERSION,
+        }),
+    }
+}
+
 /// Sealing and opening, the same for every back end.
 #[derive(Clone, Debug)]
 pub struct Sealer {
