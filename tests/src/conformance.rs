@@ -400,8 +400,26 @@ pub fn secrets_never_leak(binary: &Path) {
     let mut env: Vec<(&str, &str)> = secrets.iter().map(|&(k, v, _)| (k, v)).collect();
     env.push(("LOG_LEVEL", "trace"));
     let mut service = Service::start(binary, &env);
-    service.wait_ready(START_TIMEOUT);
-    let mut seen = String::new();
+    // The database is unreachable: the process lives, is not ready, and says why.
+    service.wait_healthy(START_TIMEOUT);
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    let ready = loop {
+        let ready = http::get(service.health_addr, "/readyz");
+        if ready.text().contains("the store") || std::time::Instant::now() > deadline {
+            break ready;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert!(
+        ready.json()["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("starting: the store (PostgreSQL postgres://app:***@127.0.0.1:1/bots): "),
+        "{}",
+        ready.text()
+    );
+    let mut seen = ready.text();
     for path in ["/healthz", "/readyz", "/metrics", "/nope"] {
         seen.push_str(&http::get(service.health_addr, path).text());
     }

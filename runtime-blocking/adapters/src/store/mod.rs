@@ -299,6 +299,26 @@ pub fn session_rows(sealer: &Sealer, session: &SessionRecord) -> (SessionRow, Ve
     (row, keys)
 }
 
+/// `sealed` under the current key, if it is not already; `None` (with a warning) when it
+/// does not open with any key.
+pub(crate) fn reseal(
+    sealer: &Sealer,
+    workspace_id: &str,
+    what: &str,
+    sealed: &str,
+) -> Option<String> {
+    if sealer.keyring().is_current(sealed) {
+        return None;
+    }
+    match sealer.keyring().open(sealed) {
+        Ok(plain) => Some(sealer.seal(plain.expose())),
+        Err(e) => {
+            tracing::warn!("integration {workspace_id}: {what} {e}; left as it is");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

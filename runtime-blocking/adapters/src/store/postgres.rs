@@ -24,15 +24,17 @@ use telegram_bots_core::secret::{Secret, SecretUrl};
 use telegram_bots_core::updates::UpdateState;
 
 use super::schema::{NOTIFY_CHANNEL, POSTGRES, VERSION};
-use super::sqlite::reseal;
 use super::{
-    Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError, check_version,
+    Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError, check_version, reseal,
 };
 
 /// How long making a connection may take before the call fails (unless the URL sets
 /// `connect_timeout`), and checking a kept one: an unreachable host must not hold the
 /// state writer for minutes.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one statement may run, and a connection may go unanswered, before the call
+/// fails (and is retried).
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `pg_advisory_xact_lock` key `migrate` holds ("tgbotsmg"): a fixed number, so that
 /// every process of every version takes the same lock.
@@ -85,6 +87,18 @@ impl PostgresStore {
             .map_err(|e| self.unavailable(&e))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // A server that goes silent in the middle of a query must not hold the writer
+        // (and with it every commit) until TCP gives up.
+        config
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(10))
+            .tcp_user_timeout(QUERY_TIMEOUT);
+        if config.get_options().is_none() {
+            config.options(&format!(
+                "-c statement_timeout={}",
+                QUERY_TIMEOUT.as_millis()
+            ));
         }
         config.connect(NoTls).map_err(|e| self.unavailable(&e))
     }

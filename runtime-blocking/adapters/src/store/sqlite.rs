@@ -14,7 +14,8 @@ use telegram_bots_core::updates::UpdateState;
 
 use super::schema::{SQLITE, VERSION};
 use super::{
-    Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError, session_rows,
+    Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError, check_version,
+    reseal, session_rows,
 };
 
 /// How long a write waits for another connection's transaction.
@@ -138,17 +139,28 @@ impl Store for SqliteStore {
     }
 
     fn check_schema(&mut self) -> Result<(), StoreError> {
-        match self.version()? {
-            v if v == VERSION => Ok(()),
-            v if v > VERSION => Err(StoreError::SchemaTooNew {
-                found: v,
-                known: VERSION,
-            }),
-            v => Err(StoreError::NotMigrated {
-                found: v,
-                known: VERSION,
-            }),
-        }
+        let exists = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'telegram_bots_schema'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(|e| self.fail(e))?
+            .is_some();
+        let found = if exists {
+            self.conn
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM telegram_bots_schema",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.fail(e))?
+        } else {
+            0
+        };
+        check_version(found)
     }
 
     fn integrations(&mut self) -> Result<Vec<Integration>, StoreError> {
@@ -316,17 +328,17 @@ impl Store for SqliteStore {
 
     fn add(&mut self, workspace_id: &str, token: &Secret<String>) -> Result<(), StoreError> {
         let result = self.write_tx(|tx, sealer| {
-            tx.execute(
-                "INSERT INTO telegram_bots_integrations (workspace_id, token_sealed) VALUES (?1, ?2)",
+            let inserted = tx.execute(
+                "INSERT INTO telegram_bots_integrations (workspace_id, token_sealed) VALUES (?1, ?2)
+                 ON CONFLICT (workspace_id) DO NOTHING",
                 params![workspace_id, sealer.seal(token.expose().as_bytes())],
-            )
-        });
-        match result {
-            Err(StoreError::Unavailable(e)) if e.contains("UNIQUE constraint failed") => {
-                Err(StoreError::Duplicate(workspace_id.to_owned()))
-            }
-            other => other.map(|_| ()),
+            )?;
+            Ok(inserted)
+        })?;
+        if result == 0 {
+            return Err(StoreError::Duplicate(workspace_id.to_owned()));
         }
+        Ok(())
     }
 
     fn set_enabled(&mut self, workspace_id: &str, enabled: bool) -> Result<(), StoreError> {
@@ -392,25 +404,5 @@ impl Store for SqliteStore {
             }
             Ok(rewritten)
         })
-    }
-}
-
-/// `sealed` under the current key, if it is not already; `None` (with a warning) when it
-/// does not open with any key.
-pub(super) fn reseal(
-    sealer: &Sealer,
-    workspace_id: &str,
-    what: &str,
-    sealed: &str,
-) -> Option<String> {
-    if sealer.keyring().is_current(sealed) {
-        return None;
-    }
-    match sealer.keyring().open(sealed) {
-        Ok(plain) => Some(sealer.seal(plain.expose())),
-        Err(e) => {
-            tracing::warn!("integration {workspace_id}: {what} {e}; left as it is");
-            None
-        }
     }
 }
