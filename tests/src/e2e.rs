@@ -33,6 +33,11 @@ macro_rules! e2e_suite {
     };
 }
 
+/// The token of bot`i` of a [`World`].
+pub fn token(i: usize) -> String {
+    format!("{}:AAtoken-{i}", 7_000_000 + i)
+}
+
 /// What an admin command printed, and its exit code.
 #[derive(Debug)]
 pub struct Cli {
@@ -46,6 +51,8 @@ pub struct Cli {
 pub struct World {
     pub telegram: FakeTelegram,
     pub dir: PathBuf,
+    /// Variables added to the service's environment (a PostgreSQL store, say).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl World {
@@ -56,12 +63,7 @@ impl World {
 
     /// bot1..bot`n` (workspaces ws_1..), and `ws_revoked` when `revoked`.
     pub fn with_bots(n: usize, revoked: bool) -> World {
-        let telegram = FakeTelegram::start(2).expect("start the fake DCs");
-        let token = |i: usize| format!("{}:AAtoken-{i}", 7_000_000 + i);
-        for i in 1..=n {
-            telegram.add_bot(&token(i), &format!("bot{i}")).unwrap();
-        }
-        let dir = temp_dir("telegram-bots-e2e");
+        let world = World::bots_only(n);
         let mut bots: String = (1..=n)
             .map(|i| {
                 format!(
@@ -75,9 +77,24 @@ impl World {
                 "[[bot]]\nworkspace_id = \"ws_revoked\"\ntoken = \"6999999:AAnot-a-bot\"\n",
             );
         }
-        std::fs::write(dir.join("bots.toml"), bots).unwrap();
+        std::fs::write(world.dir.join("bots.toml"), bots).unwrap();
+        world
+    }
+
+    /// bot1..bot`n` known to Telegram, and no bots file: the store alone says which bots
+    /// run.
+    pub fn bots_only(n: usize) -> World {
+        let telegram = FakeTelegram::start(2).expect("start the fake DCs");
+        for i in 1..=n {
+            telegram.add_bot(&token(i), &format!("bot{i}")).unwrap();
+        }
+        let dir = temp_dir("telegram-bots-e2e");
         std::fs::write(dir.join("dc.pem"), telegram.rsa_public_key_pem()).unwrap();
-        World { telegram, dir }
+        World {
+            telegram,
+            dir,
+            extra_env: Vec::new(),
+        }
     }
 
     /// The service's environment on this world: the bots file, the embedded store in
@@ -100,7 +117,10 @@ impl World {
         if self.dir.join("bots.toml").exists() {
             env.push(("BOTS_FILE", dir("bots.toml")));
         }
-        env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        let mut env: Vec<(String, String)> =
+            env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        env.extend(self.extra_env.iter().cloned());
+        env
     }
 
     /// Starts `binary` on this world, with `extra` variables, and waits until it is ready.

@@ -13,6 +13,7 @@
 pub mod bench;
 pub mod conformance;
 pub mod e2e;
+pub mod e2e_store;
 pub mod fake_dc;
 pub mod fleet_bench;
 pub mod http;
