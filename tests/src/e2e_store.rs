@@ -25,7 +25,7 @@ macro_rules! e2e_store_suite {
             integrations_are_managed_live_with_sqlite,
             integrations_are_managed_live_with_postgres,
             a_fleet_on_postgres_restarts_without_a_login_and_outlives_a_database_restart,
-            a_start_waits_for_the_database);
+            a_start_waits_for_the_database, a_changed_bots_file_is_picked_up_live);
     };
     (@tests $binary:expr; $($name:ident),*) => {
         $(
@@ -320,6 +320,14 @@ pub fn a_start_waits_for_the_database(binary: &Path) {
                 .is_some_and(|r| r.starts_with("starting: the store (PostgreSQL "))
     });
     assert_eq!(http::get(service.health_addr, "/healthz").status, 200);
+    // The admin commands say so too, and fail.
+    let list = world.cli(binary, &["integrations", "list"], "");
+    assert_eq!(list.code, Some(1), "{list:?}");
+    assert!(
+        list.stderr.contains("PostgreSQL postgres://postgres")
+            && list.stderr.contains("error connecting"),
+        "{list:?}"
+    );
     cluster.start();
     service.wait_ready(Duration::from_secs(60));
     assert_eq!(http::get(service.health_addr, "/readyz").json()["bots"], 1);
@@ -330,4 +338,42 @@ fn stop(mut service: Service) {
     service.signal(libc::SIGTERM);
     let status = service.wait_exit(WAIT).expect("exits after SIGTERM");
     assert_eq!(status.code(), Some(0), "{}", service.logs());
+}
+
+/// The bots file declares the integrations: a workspace added to it starts, one taken
+/// out of it stops (and is disabled in the store, not removed), while the service runs.
+pub fn a_changed_bots_file_is_picked_up_live(binary: &Path) {
+    let world = World::with_bots(2, false);
+    let service = world.start(binary);
+    assert!(detail(&service, "ws_1").is_some() && detail(&service, "ws_2").is_some());
+    let declare = |workspaces: &[usize]| {
+        let text: String = workspaces
+            .iter()
+            .map(|i| {
+                format!(
+                    "[[bot]]\nworkspace_id = \"ws_{i}\"\ntoken = \"{}\"\n",
+                    token(*i)
+                )
+            })
+            .collect();
+        // Through a rename, as an editor or a config map update writes it.
+        let tmp = world.dir.join("bots.toml.new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, world.dir.join("bots.toml")).unwrap();
+    };
+    world.telegram.add_bot(&token(3), "bot3").unwrap();
+    declare(&[1, 3]);
+    until("ws_3 running and ws_2 gone", &service, LIVE, || {
+        detail(&service, "ws_3").is_some_and(|d| d["state"] == "running")
+            && detail(&service, "ws_2").is_none()
+    });
+    let list = world.cli(binary, &["integrations", "list"], "");
+    assert!(
+        list.stdout
+            .lines()
+            .any(|l| l.starts_with("ws_2 ") && l.contains(" no ")),
+        "disabled, not removed: {}",
+        list.stdout
+    );
+    stop(service);
 }
