@@ -1,7 +1,8 @@
 //! fleet-bench --smol BIN --blocking BIN --fake BIN [--json FILE] [--quick]
 //!
-//! The fleet benchmark (`telegram_bots_tests::fleet_bench`); `tests/bench-fleet` builds the
-//! release binaries and runs it.
+//! The fleet benchmark (`telegram_bots_tests::fleet_bench`) with the embedded SQLite store
+//! and with PostgreSQL (a private cluster it starts: the server binaries must be
+//! installed); `tests/bench-fleet` builds the release binaries and runs it.
 
 use std::path::PathBuf;
 
