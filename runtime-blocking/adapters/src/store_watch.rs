@@ -31,11 +31,14 @@ pub enum Report {
     Trouble(String),
 }
 
-/// The watcher thread; stops when dropped or [`StoreWatch::stop`]ped.
+/// The watcher thread; told to stop when dropped or [`StoreWatch::stop`]ped. A stop does
+/// not wait for it: it may be waiting for a notification, and nothing it does after the
+/// fleet stops matters (the fleet ignores a wanted set once stopping), so the process
+/// exits without waiting out its interval.
 #[derive(Debug)]
 pub struct StoreWatch {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _thread: JoinHandle<()>,
 }
 
 impl StoreWatch {
@@ -52,25 +55,17 @@ impl StoreWatch {
         })?;
         Ok(StoreWatch {
             stop,
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 
-    pub fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    /// Tells the thread to stop (as dropping it does).
+    pub fn stop(self) {}
 }
 
 impl Drop for StoreWatch {
     fn drop(&mut self) {
-        self.halt();
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
