@@ -13,6 +13,7 @@
 //! - [`bot`]: one bot's life over its sessions, and the commits of what it received.
 //! - [`record`]: what of a bot survives a restart, and the commits that change it.
 //! - [`updates`]: messages and the pts rule.
+//! - [`voice`]: a voice message's identity, its object key and its event.
 //! - [`backoff`]: exponential backoff with full jitter.
 //! - [`health`]: lifecycle, readiness, and the responses of the health surface.
 //! - [`http`]: the health server's HTTP/1.x connection state machine.
@@ -41,3 +42,4 @@ pub mod secret;
 pub mod session;
 pub mod state_file;
 pub mod updates;
+pub mod voice;
