@@ -8,8 +8,13 @@
 //! (Inngest drops a second event with the same id within 24 hours), so that any retry,
 //! after any crash, can never start a second transcription.
 
+mod pipeline;
+
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
+pub use self::pipeline::{JobId, Pipeline, PipelineLimits, PipelineStats, VoiceEffect};
 use crate::updates::{IncomingMessage, Peer, VoiceFile};
 
 /// The event's name in Inngest.
@@ -118,6 +123,55 @@ impl VoiceJob {
             },
         })
     }
+}
+
+/// What became of a voice message, for the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VoiceOutcome {
+    /// Stored at this object key and announced: the row is done.
+    Done { object_key: String },
+    /// It cannot succeed (a 4xx that retrying will not change): the row is failed with
+    /// the reason, until `outbox retry`.
+    Failed { reason: String },
+    /// It failed in a way worth retrying: the row stays pending, its attempts counted
+    /// and the error kept.
+    Retry { error: String },
+}
+
+/// Why a step of a voice message failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Retrying cannot help (a file Telegram does not have, a 4xx from S3 or Inngest).
+    pub permanent: bool,
+    /// The other side asked to wait this long (FLOOD_WAIT, `Retry-After`).
+    pub retry_after: Option<Duration>,
+    /// For the outbox and the log; no secret.
+    pub reason: String,
+}
+
+impl Failure {
+    pub fn transient(reason: impl Into<String>) -> Failure {
+        Failure {
+            permanent: false,
+            retry_after: None,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Failure {
+        Failure {
+            permanent: true,
+            retry_after: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where a stored voice message's audio is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectLocation {
+    pub bucket: String,
+    pub key: String,
 }
 
 /// The file name extension for a MIME type (`.ogg` for Telegram's voice messages).
