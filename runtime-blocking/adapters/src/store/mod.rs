@@ -17,6 +17,8 @@ pub mod sqlite;
 
 pub use self::place::{KEY_FILE, Place, SQLITE_FILE, StorePlace};
 
+pub(crate) use self::outbox::now_ms;
+
 use std::fmt;
 
 use telegram_bots_core::record::{BotRecord, ChannelState, Commit, SessionRecord};
