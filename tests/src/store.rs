@@ -1,11 +1,13 @@
 //! The store's two back ends for the shared store suite (`tests/tests/store.rs`): each a
 //! fresh, empty database (a SQLite file in a temp dir, a PostgreSQL database of its own)
 //! that opens stores on it with any keys, several at once as several processes would,
-//! runs SQL on it behind the stores' backs, and shows what it holds at rest.
+//! runs SQL on it behind the stores' backs (an earlier schema, a table that refuses a
+//! row), and shows what it holds at rest.
 
 use std::path::PathBuf;
 
 use telegram_bots_adapters::store::postgres::PostgresStore;
+use telegram_bots_adapters::store::schema;
 use telegram_bots_adapters::store::sqlite::SqliteStore;
 use telegram_bots_adapters::store::{Sealer, Store};
 use telegram_bots_core::seal::Keyring;
@@ -22,6 +24,12 @@ pub trait StoreDb {
     fn open(&self, keyring: Keyring) -> Box<dyn Store>;
     /// Runs SQL directly, as an operator or another build of the service would.
     fn execute(&self, sql: &str);
+    /// The schema's migrations in this database's dialect (to build an earlier version
+    /// as an earlier build left it).
+    fn migrations(&self) -> &'static [&'static str];
+    /// Makes every insert into `table` of a row for which `condition` (an SQL expression
+    /// on `NEW`) holds fail, as a full disk or a broken constraint would fail a write.
+    fn refuse_inserts(&self, table: &str, condition: &str);
     /// The value of a query of one integer.
     fn query_i64(&self, sql: &str) -> i64;
     /// Everything the database holds, as it holds it: the SQLite files' bytes, or every
@@ -84,6 +92,17 @@ impl StoreDb for SqliteDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    fn migrations(&self) -> &'static [&'static str] {
+        schema::SQLITE
+    }
+
+    fn refuse_inserts(&self, table: &str, condition: &str) {
+        self.execute(&format!(
+            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} WHEN {condition}
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+        ));
+    }
+
     fn query_i64(&self, sql: &str) -> i64 {
         self.connect()
             .query_row(sql, [], |r| r.get(0))
@@ -144,6 +163,19 @@ impl StoreDb for PostgresDb {
             .connect()
             .batch_execute(sql)
             .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)));
+    }
+
+    fn migrations(&self) -> &'static [&'static str] {
+        schema::POSTGRES
+    }
+
+    fn refuse_inserts(&self, table: &str, condition: &str) {
+        self.execute(&format!(
+            "CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+             CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW
+             WHEN ({condition}) EXECUTE FUNCTION refuse_{table}();"
+        ));
     }
 
     fn query_i64(&self, sql: &str) -> i64 {

@@ -1,9 +1,10 @@
-//! The admin commands, so that an operator never writes SQL: `migrate`, and
+//! The admin commands, so that an operator never writes SQL: `migrate`,
 //! `integrations add | set-token | list | enable | disable | remove | rotate-key |
-//! import-state`, against whichever store the configuration names. A token is read from
-//! standard input (never from the command line, where `ps` shows it) and never printed.
-//! Exit codes: 0 done, 1 refused (an unknown or duplicate workspace, a malformed token,
-//! an unreachable database), 2 a bad command line or configuration.
+//! import-state`, and `outbox list [--failed] | retry`, against whichever store the
+//! configuration names. A token is read from standard input (never from the command
+//! line, where `ps` shows it) and never printed. Exit codes: 0 done, 1 refused (an
+//! unknown or duplicate workspace, a malformed token, an unreachable database), 2 a bad
+//! command line or configuration.
 
 use std::io::{IsTerminal as _, Read as _};
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ use telegram_bots_core::record::Commit;
 use telegram_bots_core::secret::Secret;
 use telegram_bots_core::state_file;
 
-use crate::store::{Store, StorePlace};
+use crate::store::{Store, StorePlace, VoiceRow, now_ms};
 
 #[derive(Debug, Subcommand)]
 pub enum IntegrationsCommand {
@@ -55,6 +56,20 @@ pub enum IntegrationsCommand {
         #[arg(value_name = "FILE")]
         file: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List the voice messages in the outbox, oldest first: workspace, chat, message,
+    /// status, attempts, age, object key, last error.
+    List {
+        /// Only the failed ones (`outbox retry` requeues them).
+        #[arg(long)]
+        failed: bool,
+    },
+    /// Make every failed voice message pending again (attempts from zero, the last
+    /// error kept for the record).
+    Retry,
 }
 
 /// `migrate`.
@@ -119,6 +134,24 @@ pub fn integrations(binary: &str, config: &Config, command: IntegrationsCommand)
                 println!("re-sealed {n} values under the current ENCRYPTION_KEY");
             }
             IntegrationsCommand::ImportState { file } => import_state(store, &file)?,
+        }
+        Ok(())
+    })
+}
+
+/// `outbox ...`.
+pub fn outbox(binary: &str, config: &Config, command: OutboxCommand) -> ExitCode {
+    with_store(binary, config, |store, _| {
+        store.check_schema().map_err(|e| e.to_string())?;
+        match command {
+            OutboxCommand::List { failed } => {
+                let rows = store.voice_list(failed).map_err(|e| e.to_string())?;
+                outbox_table(&rows, now_ms());
+            }
+            OutboxCommand::Retry => {
+                let n = store.voice_retry_failed().map_err(|e| e.to_string())?;
+                println!("requeued {n} failed voice messages");
+            }
         }
         Ok(())
     })
@@ -205,8 +238,65 @@ fn list(store: &mut dyn Store) -> Result<(), String> {
             ]
         })
         .collect();
-    let header = ["WORKSPACE", "USERNAME", "ENABLED", "STATE", "LAST ERROR"].map(String::from);
-    let widths: Vec<usize> = (0..4)
+    print_table(
+        ["WORKSPACE", "USERNAME", "ENABLED", "STATE", "LAST ERROR"],
+        &rows,
+    );
+    Ok(())
+}
+
+/// The outbox's rows as a table, their age as of `now_ms`. The file reference is left
+/// out: no secret, but noise.
+fn outbox_table(rows: &[VoiceRow], now_ms: i64) {
+    let rows: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            let key = &r.job.key;
+            [
+                key.workspace_id.clone(),
+                key.chat.to_string(),
+                key.message_id.to_string(),
+                r.status.clone(),
+                r.job.attempts.to_string(),
+                age(now_ms - r.job.received_at_ms),
+                r.object_key.clone().unwrap_or_else(|| "-".into()),
+                r.last_error
+                    .as_deref()
+                    .map_or("-".into(), |e| e.replace(char::is_control, " ")),
+            ]
+        })
+        .collect();
+    print_table(
+        [
+            "WORKSPACE",
+            "CHAT",
+            "MESSAGE",
+            "STATUS",
+            "ATTEMPTS",
+            "AGE",
+            "OBJECT KEY",
+            "LAST ERROR",
+        ],
+        &rows,
+    );
+}
+
+/// `ms` as a person reads an age: `42s`, `17m`, `5h`, `3d`.
+fn age(ms: i64) -> String {
+    let s = ms.max(0) / 1_000;
+    match s {
+        0..120 => format!("{s}s"),
+        120..7_200 => format!("{}m", s / 60),
+        7_200..172_800 => format!("{}h", s / 3_600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// Prints `header` and `rows` in columns; the last column, the one of unbounded width,
+/// is not padded.
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let header = header.map(String::from);
+    let widths: Vec<usize> = (0..N - 1)
         .map(|c| {
             rows.iter()
                 .chain([&header])
@@ -215,15 +305,14 @@ fn list(store: &mut dyn Store) -> Result<(), String> {
                 .unwrap_or(0)
         })
         .collect();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let mut line = String::new();
         for (c, width) in widths.iter().enumerate() {
             line.push_str(&format!("{:<width$}  ", row[c]));
         }
-        line.push_str(&row[4]);
+        line.push_str(&row[N - 1]);
         println!("{line}");
     }
-    Ok(())
 }
 
 /// Imports an earlier version's state file: sessions, update state and channels of the
@@ -260,4 +349,26 @@ fn import_state(store: &mut dyn Store, file: &str) -> Result<(), String> {
         batch.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn ages_read_at_a_glance() {
+        let cases = [
+            (-5_000, "0s"),
+            (59_999, "59s"),
+            (119_000, "119s"),
+            (120_000, "2m"),
+            (7_199_000, "119m"),
+            (7_200_000, "2h"),
+            (172_799_000, "47h"),
+            (172_800_000, "2d"),
+        ];
+        for (ms, shown) in cases {
+            assert_eq!(age(ms), shown, "{ms} ms");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! What both binaries do before they run: parse the command line, parse the
 //! configuration from the environment, set up logging, and either carry out an admin
-//! command (`migrate`, `integrations ...`) or prepare the fleet's plan.
+//! command (`migrate`, `integrations ...`, `outbox ...`) or prepare the fleet's plan.
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use telegram_bots_core::config::{self, Config, LogLevel};
 
-use crate::admin::{self, IntegrationsCommand};
+use crate::admin::{self, IntegrationsCommand, OutboxCommand};
 use crate::plan::{Plan, plan};
 
 #[derive(Debug, Parser)]
@@ -30,6 +30,9 @@ enum Command {
     /// Manage integrations (one bot per workspace) without writing SQL.
     #[command(subcommand)]
     Integrations(IntegrationsCommand),
+    /// See the voice messages on their way to S3 and Inngest, and requeue the failed ones.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
 }
 
 /// What both binaries run from.
@@ -50,6 +53,7 @@ pub fn prepare(binary: &'static str, about: &'static str) -> Result<Prepared, Ex
         Command::Integrations(command) => {
             return Err(admin::integrations(binary, &config, command));
         }
+        Command::Outbox(command) => return Err(admin::outbox(binary, &config, command)),
     }
     match plan(&config, cli.bots.as_deref()) {
         Ok(plan) => Ok(Prepared { config, plan }),

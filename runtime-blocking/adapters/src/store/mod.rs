@@ -1,5 +1,6 @@
 //! The store: integrations (one bot per workspace, its token sealed), each bot's session
-//! (home DC, auth keys sealed, login, who it is), its update state and its channels. In
+//! (home DC, auth keys sealed, login, who it is), its update state and its channels, and
+//! the voice outbox (a row per voice message until it is stored and announced). In
 //! PostgreSQL in production ([`postgres`]), in an embedded SQLite file otherwise
 //! ([`sqlite`]); both behind [`Store`], both passing one test suite.
 //!
@@ -8,6 +9,7 @@
 //! an executor. Sealing (XSalsa20-Poly1305) is the core's [`Keyring`]; nonces come from
 //! the operating system here.
 
+mod outbox;
 mod place;
 pub mod postgres;
 pub mod schema;
@@ -15,12 +17,15 @@ pub mod sqlite;
 
 pub use self::place::{KEY_FILE, Place, SQLITE_FILE, StorePlace};
 
+pub(crate) use self::outbox::now_ms;
+
 use std::fmt;
 
 use telegram_bots_core::record::{BotRecord, ChannelState, Commit, SessionRecord};
 use telegram_bots_core::seal::Keyring;
 use telegram_bots_core::secret::Secret;
 use telegram_bots_core::updates::UpdateState;
+use telegram_bots_core::voice::{VoiceJob, VoiceKey};
 
 use crate::clock::OsRandom;
 
@@ -97,7 +102,9 @@ pub trait Store: Send + 'static {
     /// disabled or given a new token (by this process or any other).
     fn integrations_version(&mut self) -> Result<i64, StoreError>;
 
-    /// Writes the fleet's commits, all or none. A commit for a workspace whose
+    /// Writes the fleet's commits, all or none: the new state and, in the same
+    /// transaction, an outbox row for each voice message the commit covers (a message
+    /// already in the outbox is left as it is). A commit for a workspace whose
     /// integration is gone is dropped (its bot is being stopped).
     fn write(&mut self, batch: &[(String, Commit)]) -> Result<(), StoreError>;
 
@@ -113,12 +120,51 @@ pub trait Store: Send + 'static {
     /// Rewrites every sealed value under the current key; how many were rewritten.
     fn rotate_key(&mut self) -> Result<usize, StoreError>;
 
+    /// Voice messages still to store and announce (the outbox's pending rows), oldest
+    /// first, at most `limit`: what a crash left behind is resumed from here.
+    fn voice_pending(&mut self, limit: usize) -> Result<Vec<VoiceJob>, StoreError>;
+
+    /// Records what became of voice messages, all or none. A done outcome applies to any
+    /// row; a failed or retry one only to a row still pending (a row done meanwhile stays
+    /// done). A message given twice counts its last outcome; one without a row (its
+    /// integration removed) is skipped.
+    fn voice_finish(&mut self, outcomes: &[(VoiceKey, VoiceOutcome)]) -> Result<(), StoreError>;
+
+    /// The outbox's rows (only the failed ones with `failed_only`), oldest first.
+    fn voice_list(&mut self, failed_only: bool) -> Result<Vec<VoiceRow>, StoreError>;
+
+    /// Makes every failed row pending again; how many.
+    fn voice_retry_failed(&mut self) -> Result<usize, StoreError>;
+
     /// Waits until integrations may have changed, or `timeout` (whichever is first); the
     /// caller then compares [`Store::integrations_version`]. By default it just waits.
     fn wait_for_change(&mut self, timeout: std::time::Duration) -> Result<(), StoreError> {
         std::thread::sleep(timeout);
         Ok(())
     }
+}
+
+/// What became of a voice message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VoiceOutcome {
+    /// Stored at this object key and announced: the row is done.
+    Done { object_key: String },
+    /// It cannot succeed (a 4xx that retrying will not change): the row is failed with
+    /// the reason, until `outbox retry`.
+    Failed { reason: String },
+    /// It failed in a way worth retrying: the row stays pending, its attempts counted
+    /// and the error kept.
+    Retry { error: String },
+}
+
+/// An outbox row, for `outbox list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoiceRow {
+    pub job: VoiceJob,
+    /// `pending`, `done` or `failed`.
+    pub status: String,
+    pub last_error: Option<String>,
+    pub object_key: Option<String>,
 }
 
 impl Store for Box<dyn Store> {
@@ -154,6 +200,18 @@ impl Store for Box<dyn Store> {
     }
     fn rotate_key(&mut self) -> Result<usize, StoreError> {
         (**self).rotate_key()
+    }
+    fn voice_pending(&mut self, limit: usize) -> Result<Vec<VoiceJob>, StoreError> {
+        (**self).voice_pending(limit)
+    }
+    fn voice_finish(&mut self, outcomes: &[(VoiceKey, VoiceOutcome)]) -> Result<(), StoreError> {
+        (**self).voice_finish(outcomes)
+    }
+    fn voice_list(&mut self, failed_only: bool) -> Result<Vec<VoiceRow>, StoreError> {
+        (**self).voice_list(failed_only)
+    }
+    fn voice_retry_failed(&mut self) -> Result<usize, StoreError> {
+        (**self).voice_retry_failed()
     }
     fn wait_for_change(&mut self, timeout: std::time::Duration) -> Result<(), StoreError> {
         (**self).wait_for_change(timeout)

@@ -2,7 +2,8 @@
 //! connection per user (the state writer, the store watcher, an admin command).
 //! Migrations run in one transaction under an advisory transaction lock, so that two
 //! pods migrating at once take turns. A batch of commits is one transaction of a few
-//! statements whatever its size (rows go as arrays through `unnest`).
+//! statements whatever its size (rows go as arrays through `unnest`), and so is a batch
+//! of voice outcomes.
 //!
 //! The connection is made on first use, checked before each later use, and made again
 //! when it broke: a database restart costs the calls made while the database was down
@@ -11,6 +12,7 @@
 //! statement to prepare first.
 
 mod batch;
+mod outbox;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -22,10 +24,13 @@ use postgres::{Client, Config, IsolationLevel, NoTls};
 use telegram_bots_core::record::{ChannelState, Commit};
 use telegram_bots_core::secret::{Secret, SecretUrl};
 use telegram_bots_core::updates::UpdateState;
+use telegram_bots_core::voice::{VoiceJob, VoiceKey};
 
+use super::outbox::{RawRow, Rows};
 use super::schema::{NOTIFY_CHANNEL, POSTGRES, VERSION};
 use super::{
-    Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError, check_version, reseal,
+    Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError, VoiceOutcome,
+    VoiceRow, check_version, reseal,
 };
 
 /// How long making a connection may take before the call fails (unless the URL sets
@@ -158,6 +163,22 @@ impl PostgresStore {
             return Err(StoreError::UnknownWorkspace(workspace_id.to_owned()));
         }
         Ok(())
+    }
+
+    /// The outbox's `which` rows, oldest first, at most `limit`.
+    fn read_outbox(
+        &mut self,
+        which: Rows,
+        limit: Option<usize>,
+    ) -> Result<Vec<VoiceRow>, StoreError> {
+        let raw: Vec<RawRow> = self.call(|client, _| outbox::read(client, which, limit))?;
+        raw.into_iter()
+            .map(|row| {
+                row.into_row().map_err(|e| {
+                    StoreError::Unavailable(format!("PostgreSQL {}: {e}", self.url.redacted()))
+                })
+            })
+            .collect()
     }
 
     /// A connection that listens for integration changes.
@@ -476,6 +497,31 @@ impl Store for PostgresStore {
             tx.commit()?;
             Ok(tokens.len() + keys.len())
         })
+    }
+
+    fn voice_pending(&mut self, limit: usize) -> Result<Vec<VoiceJob>, StoreError> {
+        let rows = self.read_outbox(Rows::Pending, Some(limit))?;
+        Ok(rows.into_iter().map(|row| row.job).collect())
+    }
+
+    /// One statement ([`outbox::finish`]).
+    fn voice_finish(&mut self, outcomes: &[(VoiceKey, VoiceOutcome)]) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.call(|client, _| {
+            let mut tx = client.transaction()?;
+            outbox::finish(&mut tx, outcomes)?;
+            tx.commit()
+        })
+    }
+
+    fn voice_list(&mut self, failed_only: bool) -> Result<Vec<VoiceRow>, StoreError> {
+        self.read_outbox(if failed_only { Rows::Failed } else { Rows::All }, None)
+    }
+
+    fn voice_retry_failed(&mut self) -> Result<usize, StoreError> {
+        self.call(|client, _| outbox::retry_failed(client))
     }
 
     /// Waits on a connection that has run `LISTEN`. Without one (the first call, or

@@ -3,7 +3,9 @@
 //! PostgreSQL. One process writes it; the admin commands may open it at the same time
 //! (SQLite serialises writers; each waits up to [`BUSY_TIMEOUT`]).
 
-use std::collections::BTreeMap;
+mod outbox;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,11 +13,13 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use telegram_bots_core::record::{ChannelState, Commit};
 use telegram_bots_core::secret::Secret;
 use telegram_bots_core::updates::UpdateState;
+use telegram_bots_core::voice::{VoiceJob, VoiceKey};
 
+use super::outbox::{RawRow, Rows, now_ms, voice_jobs};
 use super::schema::{SQLITE, VERSION};
 use super::{
-    Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError, check_version,
-    reseal, session_rows,
+    Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError, VoiceOutcome,
+    VoiceRow, check_version, reseal, session_rows,
 };
 
 /// How long a write waits for another connection's transaction.
@@ -87,6 +91,21 @@ impl SqliteStore {
         let value = f(&tx, &self.sealer).map_err(fail)?;
         tx.commit().map_err(fail)?;
         Ok(value)
+    }
+
+    /// The outbox's `which` rows, oldest first, at most `limit`.
+    fn read_outbox(
+        &mut self,
+        which: Rows,
+        limit: Option<usize>,
+    ) -> Result<Vec<VoiceRow>, StoreError> {
+        let raw: Vec<RawRow> = outbox::read(&self.conn, which, limit).map_err(|e| self.fail(e))?;
+        raw.into_iter()
+            .map(|row| {
+                row.into_row()
+                    .map_err(|e| StoreError::Unavailable(format!("SQLite {}: {e}", self.path)))
+            })
+            .collect()
     }
 
     /// `UPDATE ... WHERE workspace_id = ?` that must hit a row.
@@ -269,7 +288,9 @@ impl Store for SqliteStore {
     }
 
     fn write(&mut self, batch: &[(String, Commit)]) -> Result<(), StoreError> {
+        let jobs = voice_jobs(batch, now_ms());
         self.write_tx(|tx, sealer| {
+            let mut present = BTreeSet::new();
             for (ws, commit) in batch {
                 let exists = tx
                     .prepare_cached("SELECT 1 FROM telegram_bots_integrations WHERE workspace_id = ?1")?
@@ -279,6 +300,7 @@ impl Store for SqliteStore {
                 if !exists {
                     continue;
                 }
+                present.insert(ws.as_str());
                 if let Some(session) = &commit.session {
                     let (row, keys) = session_rows(sealer, session);
                     tx.prepare_cached(
@@ -310,7 +332,11 @@ impl Store for SqliteStore {
                     }
                 }
             }
-            Ok(())
+            let jobs: Vec<VoiceJob> = jobs
+                .into_iter()
+                .filter(|job| present.contains(job.key.workspace_id.as_str()))
+                .collect();
+            outbox::insert(tx, &jobs)
         })
     }
 
@@ -404,5 +430,22 @@ impl Store for SqliteStore {
             }
             Ok(rewritten)
         })
+    }
+
+    fn voice_pending(&mut self, limit: usize) -> Result<Vec<VoiceJob>, StoreError> {
+        let rows = self.read_outbox(Rows::Pending, Some(limit))?;
+        Ok(rows.into_iter().map(|row| row.job).collect())
+    }
+
+    fn voice_finish(&mut self, outcomes: &[(VoiceKey, VoiceOutcome)]) -> Result<(), StoreError> {
+        self.write_tx(|tx, _| outbox::finish(tx, outcomes))
+    }
+
+    fn voice_list(&mut self, failed_only: bool) -> Result<Vec<VoiceRow>, StoreError> {
+        self.read_outbox(if failed_only { Rows::Failed } else { Rows::All }, None)
+    }
+
+    fn voice_retry_failed(&mut self) -> Result<usize, StoreError> {
+        self.write_tx(|tx, _| outbox::retry_failed(tx))
     }
 }

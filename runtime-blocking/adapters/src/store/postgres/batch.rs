@@ -1,6 +1,7 @@
 //! A batch of commits written to PostgreSQL in a fixed number of statements whatever
 //! its size: one workspace's commits folded into one change, then each table's rows as
-//! one array per column, through `unnest`.
+//! one array per column, through `unnest`; the voice outbox's rows likewise
+//! ([`super::outbox::insert`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,12 +9,13 @@ use postgres::types::Type;
 use telegram_bots_core::record::{ChannelState, Commit, SessionRecord};
 use telegram_bots_core::updates::UpdateState;
 
+use crate::store::outbox::{now_ms, voice_jobs};
 use crate::store::{Sealer, session_rows};
 
 /// Writes `batch` in `tx`: the workspaces that have an integration, locked against a
 /// concurrent `remove` (`FOR KEY SHARE`; a commit for a workspace without one is
-/// dropped), then their rows, each table one statement. Workspaces go in order, so two
-/// writers cannot deadlock.
+/// dropped), then their rows, each table one statement, and the outbox rows of their
+/// voice messages. Workspaces go in order, so two writers cannot deadlock.
 pub(super) fn write(
     tx: &mut postgres::Transaction<'_>,
     sealer: &Sealer,
@@ -31,7 +33,10 @@ pub(super) fn write(
         .map(|r| r.get(0))
         .collect();
     folded.retain(|ws, _| present.contains(*ws));
-    Columns::new(sealer, &folded).write(tx)
+    Columns::new(sealer, &folded).write(tx)?;
+    let mut jobs = voice_jobs(batch, now_ms());
+    jobs.retain(|job| present.contains(&job.key.workspace_id));
+    super::outbox::insert(tx, &jobs)
 }
 
 /// One workspace's commits of a batch, folded in order as [`BotRecord::apply`] does (a
