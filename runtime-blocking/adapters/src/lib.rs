@@ -16,6 +16,8 @@
 //! - [`health`]: what the health servers call.
 //! - [`log`]: the fleet's events as log lines.
 //! - [`net`]: sockets to Telegram, from a chosen local address if one is set.
+//! - [`voice_sink`]: where voice messages go: S3 or a local directory, Inngest or a
+//!   local events file, from a few worker threads.
 //!
 //! Everything the service decides lives in `telegram-bots-core`.
 
@@ -32,5 +34,6 @@ pub mod startup;
 pub mod state_writer;
 pub mod store;
 pub mod store_watch;
+pub mod voice_sink;
 
 pub use startup::{Prepared, prepare};
