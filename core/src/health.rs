@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fleet::{BotState, FleetStatus};
+use crate::fleet::{BotState, FleetStatus, VoiceStatus};
 use crate::http::{Method, Request, Response};
 use crate::metrics::{self, ProcessSample};
 
@@ -38,6 +38,8 @@ pub struct Health {
     heartbeat: Option<Instant>,
     /// What start-up waits for (an unreachable store, say).
     starting_reason: Option<String>,
+    /// The voice pipeline.
+    pub voice: VoiceStatus,
 }
 
 impl Default for Health {
@@ -54,6 +56,7 @@ impl Health {
             store_error: None,
             heartbeat: None,
             starting_reason: None,
+            voice: VoiceStatus::default(),
         }
     }
 
@@ -158,7 +161,7 @@ impl Health {
                 status: 200,
                 content_type: metrics::CONTENT_TYPE,
                 allow: None,
-                body: metrics::render(self, self.is_ready(now), process).into_bytes(),
+                body: metrics::render(self, self.is_ready(now), process, now).into_bytes(),
             },
         }
     }

@@ -15,6 +15,7 @@ use telegram_bots_core::record::CommitId;
 use telegram_bots_core::rsa::RsaPublicKey;
 use telegram_bots_core::secret::Secret;
 use telegram_bots_core::session::{ClientInfo, Now, SessionConfig};
+use telegram_bots_core::voice::ObjectLocation;
 
 fuzz_target!(|data: &[u8]| {
     let session_config = Arc::new(SessionConfig::new(
@@ -38,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let mut open: Vec<ConnId> = Vec::new();
     let mut commits: Vec<(telegram_bots_core::fleet::BotId, CommitId)> = Vec::new();
     let mut stopped = false;
+    let mut voice_done = Vec::new();
     for op in data.chunks(2) {
         let (kind, arg) = (op[0] % 6, op.get(1).copied().unwrap_or(0));
         match kind {
@@ -103,6 +105,27 @@ fuzz_target!(|data: &[u8]| {
                 Effect::Disconnect { conn } => open.retain(|c| *c != conn),
                 Effect::Send { .. } => {}
                 Effect::Commit { bot, commit, .. } => commits.push((bot, commit.id)),
+                // No bot gets to run on garbage, so no voice message gets this far; if
+                // one did, its steps would succeed.
+                Effect::StoreVoice { job, voice, .. } => voice_done.push((job, Some(voice))),
+                Effect::PublishVoice { job, .. } | Effect::FinishVoice { job, .. } => {
+                    voice_done.push((job, None))
+                }
+            }
+        }
+        for (job, stored) in std::mem::take(&mut voice_done) {
+            match stored {
+                Some(voice) => {
+                    let location = ObjectLocation {
+                        bucket: "voice".into(),
+                        key: voice.object_key(),
+                    };
+                    fleet.handle_voice_stored(job, Ok(location), now, &mut random)
+                }
+                None => {
+                    fleet.handle_voice_published(job, Ok(()), now, &mut random);
+                    fleet.handle_voice_finished(job, Ok(()), now, &mut random);
+                }
             }
         }
         while fleet.poll_event().is_some() {}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use telegram_bots_adapters::clock::now;
+use telegram_bots_adapters::clock::{OsRandom, now};
 use telegram_bots_adapters::store_watch::{self, StoreWatch};
 use telegram_bots_adapters::{prepare, signal};
 use telegram_bots_blocking::runner::{Runner, spawn_driver};
@@ -50,10 +50,10 @@ fn main() -> ExitCode {
         }
     };
     let fleet = Fleet::new(FleetSettings::default(), plan.session_config.clone());
-    let runner = match Runner::start(fleet, plan.dcs, plan.bind, writer_store) {
+    let runner = match Runner::start(fleet, plan.dcs, plan.bind, writer_store, plan.sinks) {
         Ok(runner) => runner,
         Err(e) => {
-            tracing::error!("cannot start the state writer: {e}");
+            tracing::error!("cannot start the state writer or the voice sinks' threads: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -73,10 +73,17 @@ fn main() -> ExitCode {
         }
     };
     tracing::info!("store: {}", plan.store.describe());
-    let watch = match StoreWatch::start(plan.store, plan.bots, plan.bots_file, {
-        let runner = runner.clone();
-        move |report| runner.feed(|f| store_watch::apply(f, report, now()))
-    }) {
+    let watch = StoreWatch::start(
+        plan.store,
+        plan.bots,
+        plan.bots_file,
+        runner.voice_room.clone(),
+        {
+            let runner = runner.clone();
+            move |report| runner.feed(|f| store_watch::apply(f, report, now(), &mut OsRandom))
+        },
+    );
+    let watch = match watch {
         Ok(watch) => watch,
         Err(e) => {
             tracing::error!("cannot start the store watcher: {e}");

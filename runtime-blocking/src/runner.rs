@@ -20,6 +20,8 @@ use telegram_bots_adapters::log;
 use telegram_bots_adapters::net::connect_blocking;
 use telegram_bots_adapters::state_writer::{StateWriter, Written};
 use telegram_bots_adapters::store::Store;
+use telegram_bots_adapters::store_watch::VoiceRoom;
+use telegram_bots_adapters::voice_sink::{self, SinkPool, Sinks, pool};
 use telegram_bots_core::fleet::{ConnId, Effect, Fleet};
 use telegram_bots_core::http::{Request, Response};
 
@@ -53,6 +55,10 @@ pub struct Runner {
     dcs: BTreeMap<i32, SocketAddr>,
     bind: Option<IpAddr>,
     writer: Mutex<Option<StateWriter>>,
+    /// The voice sinks' threads.
+    pool: Mutex<Option<SinkPool>>,
+    /// How many pending voice messages the fleet can take, for the store watcher.
+    pub voice_room: VoiceRoom,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -62,13 +68,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Runner {
-    /// The runner, with its state writer started over `store`.
+    /// The runner, with its state writer started over `store` and the sinks' pool over
+    /// `sinks`.
     pub fn start(
         fleet: Fleet,
         dcs: BTreeMap<i32, SocketAddr>,
         bind: Option<IpAddr>,
         store: Box<dyn Store>,
+        sinks: Sinks,
     ) -> io::Result<Arc<Runner>> {
+        let voice_room = VoiceRoom::default();
+        voice_room.store(fleet.voice_room(), Ordering::Relaxed);
         let runner = Arc::new(Runner {
             fleet: Mutex::new(fleet),
             nudge: Condvar::new(),
@@ -76,18 +86,27 @@ impl Runner {
             dcs,
             bind,
             writer: Mutex::new(None),
+            pool: Mutex::new(None),
+            voice_room,
         });
         let weak = Arc::downgrade(&runner);
         let writer = StateWriter::start(store, move |batch: Vec<Written>| {
             if let Some(runner) = weak.upgrade() {
                 runner.feed(|f| {
                     for w in batch {
-                        f.handle_committed(w.bot, w.commit, w.result, now(), &mut OsRandom);
+                        w.feed(f, now(), &mut OsRandom);
                     }
                 });
             }
         })?;
         *lock(&runner.writer) = Some(writer);
+        let weak = Arc::downgrade(&runner);
+        let pool = SinkPool::start(sinks, pool::THREADS, pool::CAPACITY, move |done| {
+            if let Some(runner) = weak.upgrade() {
+                runner.feed(|f| done.feed(f, now(), &mut OsRandom));
+            }
+        })?;
+        *lock(&runner.pool) = Some(pool);
         Ok(runner)
     }
 
@@ -115,6 +134,8 @@ impl Runner {
             if effects.is_empty() && events.is_empty() {
                 break;
             }
+            self.voice_room
+                .store(lock(&self.fleet).voice_room(), Ordering::Relaxed);
             for effect in effects {
                 self.carry_out(effect);
             }
@@ -164,6 +185,16 @@ impl Runner {
             } => {
                 if let Some(writer) = lock(&self.writer).as_ref() {
                     writer.submit(bot, workspace_id, commit);
+                }
+            }
+            voice => {
+                // Not under the pool's lock when feeding back.
+                let done = match lock(&self.pool).as_ref() {
+                    Some(pool) => voice_sink::carry_out(voice, pool, lock(&self.writer).as_ref()),
+                    None => None, // stopping: the row stays pending
+                };
+                if let Some(done) = done {
+                    self.feed(|f| done.feed(f, now(), &mut OsRandom));
                 }
             }
         }
@@ -258,6 +289,9 @@ impl Runner {
         if let Some(writer) = writer {
             writer.stop();
         }
+        // Its threads end after their current request, unwaited for: a voice message
+        // under way stays pending in the outbox for the next start.
+        drop(lock(&self.pool).take());
         for (_, conn) in lock(&self.conns).drain() {
             conn.close();
         }

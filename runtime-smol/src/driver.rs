@@ -1,16 +1,17 @@
 //! The fleet on one smol executor thread: the core's [`Fleet`] in a `RefCell`, a task per
 //! open connection, one driver task for the fleet's deadlines and the store's answers.
 //!
-//! Whoever feeds the fleet (a connection task with bytes, the driver with a deadline or a
-//! store answer) then *pumps*: carries out every effect the fleet put out (open a
-//! connection, write bytes, close, hand a commit to the state writer) and logs its
-//! events. No borrow of the fleet is held across an `.await` or across an effect, so the
+//! Whoever feeds the fleet (a connection task with bytes, the driver with a deadline, a
+//! store or sink answer) then *pumps*: carries out every effect the fleet put out (open a
+//! connection, write bytes, close, hand a commit or a voice outcome to the state writer,
+//! a voice file or event to the sinks' pool) and logs its events. No borrow of the fleet is held across an `.await` or across an effect, so the
 //! effects may feed the fleet again.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use async_io::Timer;
@@ -20,6 +21,8 @@ use smol::future::FutureExt as _;
 use telegram_bots_adapters::clock::{OsRandom, now};
 use telegram_bots_adapters::log;
 use telegram_bots_adapters::state_writer::{StateWriter, Written};
+use telegram_bots_adapters::store_watch::VoiceRoom;
+use telegram_bots_adapters::voice_sink::{self, SinkDone, SinkPool};
 use telegram_bots_core::fleet::{ConnId, Effect, Fleet};
 
 use crate::conn::{self, Conn};
@@ -38,6 +41,11 @@ pub struct Runtime {
     writer: RefCell<Option<StateWriter>>,
     /// Where the state writer's answers arrive (from its thread).
     written: Receiver<Vec<Written>>,
+    /// The voice sinks' threads, and where their answers arrive.
+    pool: SinkPool,
+    sunk: Receiver<SinkDone>,
+    /// How many pending voice messages the fleet can take, for the store watcher.
+    pub voice_room: VoiceRoom,
     /// Wakes the driver when a deadline came closer than the one it sleeps for.
     kick: Sender<()>,
     kicked: Receiver<()>,
@@ -54,19 +62,26 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// A runtime for `fleet`; `writer_for` starts the state writer with the callback that
-    /// brings its answers back to this executor.
+    /// A runtime for `fleet`; `writer_for` and `pool_for` start the state writer and the
+    /// sinks' pool with the callbacks that bring their answers back to this executor.
     pub fn new(
         ex: Rc<LocalExecutor<'static>>,
         fleet: Fleet,
         dcs: BTreeMap<i32, SocketAddr>,
         bind: Option<IpAddr>,
         writer_for: impl FnOnce(Box<dyn Fn(Vec<Written>) + Send>) -> std::io::Result<StateWriter>,
+        pool_for: impl FnOnce(Box<dyn Fn(SinkDone) + Send + Sync>) -> std::io::Result<SinkPool>,
     ) -> std::io::Result<Rc<Runtime>> {
         let (written_tx, written) = channel::unbounded();
         let writer = writer_for(Box::new(move |batch| {
             let _ = written_tx.try_send(batch);
         }))?;
+        let (sunk_tx, sunk) = channel::unbounded();
+        let pool = pool_for(Box::new(move |done| {
+            let _ = sunk_tx.try_send(done);
+        }))?;
+        let voice_room = VoiceRoom::default();
+        voice_room.store(fleet.voice_room(), Ordering::Relaxed);
         let (kick, kicked) = channel::bounded(1);
         Ok(Rc::new(Runtime {
             fleet: RefCell::new(fleet),
@@ -76,6 +91,9 @@ impl Runtime {
             bind,
             writer: RefCell::new(Some(writer)),
             written,
+            pool,
+            sunk,
+            voice_room,
             kick,
             kicked,
             sleeping_until: Cell::new(None),
@@ -109,6 +127,8 @@ impl Runtime {
                 None => {}
             }
         }
+        self.voice_room
+            .store(self.fleet.borrow().voice_room(), Ordering::Relaxed);
         // A deadline may have come closer than the one the driver sleeps for.
         let next = self.fleet.borrow_mut().poll_timeout();
         if let (Some(next), Some(sleeping)) = (next, self.sleeping_until.get())
@@ -154,6 +174,12 @@ impl Runtime {
                     writer.submit(bot, workspace_id, commit);
                 }
             }
+            voice => {
+                let done = voice_sink::carry_out(voice, &self.pool, self.writer.borrow().as_ref());
+                if let Some(done) = done {
+                    self.feed(|f| done.feed(f, now(), &mut OsRandom));
+                }
+            }
         }
     }
 
@@ -175,6 +201,7 @@ impl Runtime {
         enum Wake {
             Deadline,
             Written(Vec<Written>),
+            Sunk(SinkDone),
             Kicked,
         }
         loop {
@@ -197,18 +224,26 @@ impl Runtime {
                     Err(_) => std::future::pending().await,
                 }
             };
+            let sunk = async {
+                match self.sunk.recv().await {
+                    Ok(done) => Wake::Sunk(done),
+                    Err(_) => std::future::pending().await,
+                }
+            };
             let kicked = async {
                 let _ = self.kicked.recv().await;
                 Wake::Kicked
             };
-            let wake = written.or(kicked).or(timer).await;
+            let wake = written.or(sunk).or(kicked).or(timer).await;
             self.sleeping_until.set(None);
-            if let Wake::Written(batch) = wake {
-                self.feed(|f| {
+            match wake {
+                Wake::Written(batch) => self.feed(|f| {
                     for w in batch {
-                        f.handle_committed(w.bot, w.commit, w.result, now(), &mut OsRandom);
+                        w.feed(f, now(), &mut OsRandom);
                     }
-                });
+                }),
+                Wake::Sunk(done) => self.feed(|f| done.feed(f, now(), &mut OsRandom)),
+                Wake::Deadline | Wake::Kicked => {}
             }
             // A deadline already past completes its timer without yielding: yield here,
             // so that nothing the fleet does can starve the other tasks.

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use async_io::{Async, Timer};
 use smol::future::FutureExt as _;
 use smol::{LocalExecutor, channel};
-use telegram_bots_adapters::clock::now;
+use telegram_bots_adapters::clock::{OsRandom, now};
 use telegram_bots_adapters::state_writer::StateWriter;
 use telegram_bots_adapters::store_watch::{self, Report, StoreWatch};
+use telegram_bots_adapters::voice_sink::{SinkPool, pool};
 use telegram_bots_adapters::{prepare, signal};
 use telegram_bots_core::fleet::{Fleet, FleetSettings};
 use telegram_bots_smol::driver::Runtime;
@@ -55,21 +56,34 @@ fn main() -> ExitCode {
 
     let ex = Rc::new(LocalExecutor::new());
     let fleet = Fleet::new(FleetSettings::default(), plan.session_config.clone());
-    let rt = match Runtime::new(ex.clone(), fleet, plan.dcs, plan.bind, |on_written| {
-        StateWriter::start(writer_store, on_written)
-    }) {
+    let sinks = plan.sinks;
+    let rt = match Runtime::new(
+        ex.clone(),
+        fleet,
+        plan.dcs,
+        plan.bind,
+        |on_written| StateWriter::start(writer_store, on_written),
+        |on_done| SinkPool::start(sinks, pool::THREADS, pool::CAPACITY, on_done),
+    ) {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!("cannot start the state writer: {e}");
+            tracing::error!("cannot start the state writer or the voice sinks' threads: {e}");
             return ExitCode::FAILURE;
         }
     };
     // The store's reports come from the watcher's thread; the executor applies them.
     let (reports_tx, reports) = channel::unbounded::<Report>();
     tracing::info!("store: {}", plan.store.describe());
-    let watch = match StoreWatch::start(plan.store, plan.bots, plan.bots_file, move |r| {
-        let _ = reports_tx.try_send(r);
-    }) {
+    let watch = StoreWatch::start(
+        plan.store,
+        plan.bots,
+        plan.bots_file,
+        rt.voice_room.clone(),
+        move |r| {
+            let _ = reports_tx.try_send(r);
+        },
+    );
+    let watch = match watch {
         Ok(watch) => watch,
         Err(e) => {
             tracing::error!("cannot start the store watcher: {e}");
@@ -82,7 +96,7 @@ fn main() -> ExitCode {
             let rt = rt.clone();
             async move {
                 while let Ok(report) = reports.recv().await {
-                    rt.feed(|f| store_watch::apply(f, report, now()));
+                    rt.feed(|f| store_watch::apply(f, report, now(), &mut OsRandom));
                 }
             }
         })

@@ -30,6 +30,7 @@ macro_rules! conformance_suite {
             slow_clients_do_not_block_fast_ones, sigterm_flips_readiness_then_exits_zero,
             sigint_exits_zero, configuration_errors_name_the_variable, help_lists_variables,
             port_in_use_is_a_clear_error, secrets_never_leak,
+            a_database_without_s3_and_inngest_is_refused,
             an_unusable_data_dir_stops_the_start);
     };
     (@tests $binary:expr; $($name:ident),*) => {
@@ -368,6 +369,29 @@ pub fn port_in_use_is_a_clear_error(binary: &Path) {
     assert!(out.contains(&format!("HEALTH_ADDR {addr}")), "{out}");
 }
 
+/// With `DATABASE_URL`, voice messages must go to S3 and Inngest: a missing setting is
+/// one line naming every missing variable and exit code 2, never a silent fallback to
+/// the local directory.
+pub fn a_database_without_s3_and_inngest_is_refused(binary: &Path) {
+    let env = [
+        ("DATABASE_URL", "postgres://app@127.0.0.1:1/bots"),
+        (
+            "ENCRYPTION_KEY",
+            "c2VjcmV0LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGVzISE=",
+        ),
+        ("S3_BUCKET", "voice"),
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret-access-key-xyz"),
+    ];
+    let (status, out) = run_to_exit(binary, &[], &env);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains("AWS_ACCESS_KEY_ID, INNGEST_EVENT_KEY: required with DATABASE_URL"),
+        "{out}"
+    );
+    assert!(!out.contains("aws-secret-access-key-xyz"), "{out}");
+}
+
 /// No secret from the environment shows in a log line or a response.
 pub fn secrets_never_leak(binary: &Path) {
     let secrets = [
@@ -398,7 +422,12 @@ pub fn secrets_never_leak(binary: &Path) {
         ),
     ];
     let mut env: Vec<(&str, &str)> = secrets.iter().map(|&(k, v, _)| (k, v)).collect();
-    env.push(("LOG_LEVEL", "trace"));
+    env.extend([
+        ("LOG_LEVEL", "trace"),
+        ("S3_BUCKET", "voice"),
+        ("S3_ENDPOINT", "http://127.0.0.1:1"),
+        ("AWS_ACCESS_KEY_ID", "AKIATESTKEYID"),
+    ]);
     let mut service = Service::start(binary, &env);
     // The database is unreachable: the process lives, is not ready, and says why.
     service.wait_healthy(START_TIMEOUT);

@@ -330,18 +330,57 @@ pub fn messages_reach_the_right_bot(binary: &Path) {
             .contains("workspace ws_3: message 1 in chat user 7")
     });
     // The text message came after the voice one: by now a copy would have shown too.
-    let voices = service.logs().matches(": voice message").count();
+    let voices = service.logs().matches("(9000 bytes, 4 s)").count();
     assert_eq!(
         voices,
         1,
         "only bot2 got the voice message:\n{}",
         service.logs()
     );
+    // The embedded store's defaults: the audio in DATA_DIR/voice under its object key,
+    // the event in DATA_DIR/events.jsonl exactly as it would be sent.
+    until("the voice message stored and announced", &service, || {
+        service.logs().contains("and announced")
+    });
+    let data = world.dir.join("data");
+    let events = std::fs::read_to_string(data.join("events.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event["name"], "telegram/voice.received");
+    assert_eq!(
+        event["id"],
+        format!("tg-voice:ws_2:user:42:{}", sent.message_id)
+    );
+    assert_eq!(event["data"]["size"], 9000);
+    let key = event["data"]["s3"]["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("ws_2/") && key.ends_with(&format!("/user-42/{}.ogg", sent.message_id))
+    );
+    let audio = std::fs::read(data.join("voice").join(key)).unwrap();
+    assert_eq!(
+        Some(crate::fake_dc::messages::hex(
+            &crate::fake_dc::crypto::sha256(&[&audio])
+        )),
+        sent.sha256,
+        "the very bytes Telegram holds"
+    );
     let metrics = http::get(service.health_addr, "/metrics").text();
     assert!(
         metrics.contains("telegram_bots_messages_received_total{workspace_id=\"ws_2\"} 1"),
         "{metrics}"
     );
+    for line in [
+        "telegram_bots_voice_messages_total{outcome=\"done\"} 1",
+        "telegram_bots_voice_downloaded_bytes_total 9000",
+        "telegram_bots_voice_latency_seconds_count 1",
+        "telegram_bots_voice_in_flight 0",
+    ] {
+        assert!(metrics.contains(line), "no {line}:\n{metrics}");
+    }
     stop(service);
 }
 

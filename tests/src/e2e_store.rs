@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::e2e::{Cli, World, token};
 use crate::http;
+use crate::inngest::InngestReceiver;
 use crate::postgres::PgCluster;
+use crate::s3::TestS3;
 use crate::service::Service;
 
 /// The `ENCRYPTION_KEY` of the PostgreSQL tests.
@@ -37,16 +39,41 @@ macro_rules! e2e_store_suite {
     };
 }
 
-/// A world whose service uses PostgreSQL on a private cluster of its own.
-fn on_postgres(world: World) -> (World, PgCluster) {
+/// The S3 server and the Inngest receiver a service with `DATABASE_URL` needs.
+#[derive(Debug)]
+pub struct VoiceSinks {
+    pub s3: TestS3,
+    pub inngest: InngestReceiver,
+}
+
+impl VoiceSinks {
+    pub fn start() -> VoiceSinks {
+        VoiceSinks {
+            s3: TestS3::start("voice"),
+            inngest: InngestReceiver::start("test-event-key"),
+        }
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = self.s3.env();
+        env.extend(self.inngest.env());
+        env
+    }
+}
+
+/// A world whose service uses PostgreSQL on a private cluster of its own, with S3 and
+/// Inngest (required with `DATABASE_URL`).
+pub fn on_postgres(world: World) -> (World, PgCluster, VoiceSinks) {
     let mut cluster = PgCluster::init();
     cluster.start();
+    let sinks = VoiceSinks::start();
     let mut world = world;
     world.extra_env = vec![
         ("DATABASE_URL".into(), cluster.url("postgres")),
         ("ENCRYPTION_KEY".into(), ENCRYPTION_KEY.into()),
     ];
-    (world, cluster)
+    world.extra_env.extend(sinks.env());
+    (world, cluster, sinks)
 }
 
 fn until(what: &str, service: &Service, within: Duration, mut done: impl FnMut() -> bool) {
@@ -87,7 +114,7 @@ pub fn integrations_are_managed_live_with_sqlite(binary: &Path) {
 }
 
 pub fn integrations_are_managed_live_with_postgres(binary: &Path) {
-    let (world, cluster) = on_postgres(World::bots_only(2));
+    let (world, cluster, _sinks) = on_postgres(World::bots_only(2));
     integrations_are_managed_live(binary, &world, |_| {
         let mut client =
             postgres::Client::connect(&cluster.url("postgres"), postgres::NoTls).unwrap();
@@ -245,7 +272,7 @@ fn integrations_are_managed_live(binary: &Path, world: &World, stored: impl Fn(&
 /// and a database restart under the running fleet costs no Telegram connection and no
 /// message (its commit waits, readiness says why, then it goes through).
 pub fn a_fleet_on_postgres_restarts_without_a_login_and_outlives_a_database_restart(binary: &Path) {
-    let (world, mut cluster) = on_postgres(World::with_bots(3, false));
+    let (world, mut cluster, _sinks) = on_postgres(World::with_bots(3, false));
     let service = world.start(binary);
     assert_eq!(http::get(service.health_addr, "/readyz").json()["bots"], 3);
     stop(service);
@@ -306,7 +333,7 @@ pub fn a_fleet_on_postgres_restarts_without_a_login_and_outlives_a_database_rest
 /// With the database down, the process starts, is alive and not ready, and says why;
 /// once the database is up it becomes ready on its own.
 pub fn a_start_waits_for_the_database(binary: &Path) {
-    let (world, mut cluster) = on_postgres(World::with_bots(1, false));
+    let (world, mut cluster, _sinks) = on_postgres(World::with_bots(1, false));
     cluster.stop();
     let env = world.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

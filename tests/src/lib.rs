@@ -16,6 +16,7 @@ pub mod e2e;
 pub mod e2e_store;
 pub mod fake_dc;
 pub mod fleet_bench;
+pub mod fleet_sim;
 pub mod http;
 pub mod inngest;
 pub mod json_server;

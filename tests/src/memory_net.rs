@@ -67,6 +67,14 @@ impl<K: Ord + Clone> MemoryNet<K> {
         }
     }
 
+    /// Closes every connection (the process died).
+    pub fn close_all(&mut self, telegram: &FakeTelegram) {
+        let keys: Vec<K> = self.conns.keys().cloned().collect();
+        for key in keys {
+            self.disconnect(telegram, &key);
+        }
+    }
+
     /// Delivers bytes to the DC; `None` when `key` is not open (a failed write).
     pub fn send(&mut self, telegram: &FakeTelegram, key: &K, bytes: &[u8]) -> Option<Answer> {
         let shared = telegram.shared().clone();

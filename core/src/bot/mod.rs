@@ -20,9 +20,11 @@
 
 mod channels;
 mod commits;
+mod download;
 mod output;
 mod sync;
 
+pub use self::download::{CHUNK, MAX_FILE};
 pub use self::output::{BotOutput, ConnNo, Warning};
 
 use std::collections::VecDeque;
@@ -87,6 +89,10 @@ enum Call {
     GetState,
     GetDifference,
     GetChannelDifference(i64),
+    /// A chunk of a voice file, for the pipeline's job.
+    GetFile(crate::voice::JobId),
+    /// The message again, for a fresh file reference.
+    RefetchMessage(crate::voice::JobId),
 }
 
 /// One bot.
@@ -118,6 +124,8 @@ pub struct Bot {
     backlogged: bool,
     /// Channels whose difference is in flight.
     channel_syncs: Vec<i64>,
+    /// Voice files being downloaded.
+    downloads: Vec<download::Download>,
     /// Access hashes of channels seen in updates' chat lists.
     channel_hashes: Vec<(i64, i64)>,
     /// Updates that arrived during a sync, replayed after it.
@@ -145,6 +153,7 @@ impl fmt::Debug for Bot {
             .field("calls", &self.calls)
             .field("attempts", &self.attempts)
             .field("held", &self.held.len())
+            .field("downloads", &self.downloads.len())
             .field("commits", &self.commits)
             .finish_non_exhaustive()
     }
@@ -180,6 +189,7 @@ impl Bot {
             resync_at: None,
             backlogged: false,
             channel_syncs: Vec::new(),
+            downloads: Vec::new(),
             channel_hashes: Vec::new(),
             held: VecDeque::new(),
             held_dropped: false,
@@ -286,6 +296,7 @@ impl Bot {
         self.link = Link::None;
         self.calls.clear();
         self.channel_syncs.clear();
+        self.end_downloads();
         self.syncing = false;
     }
 
@@ -326,6 +337,8 @@ impl Bot {
         }
         self.link = Link::None;
         self.calls.clear();
+        self.channel_syncs.clear();
+        self.end_downloads();
         self.syncing = false;
         self.back_off(random, "connection lost".into(), None);
         self.flush_commits();

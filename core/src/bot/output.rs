@@ -37,6 +37,11 @@ pub enum BotOutput {
     CommitFailed { error: String },
     /// The bot reconnects after a backoff.
     Reconnecting,
+    /// A voice file the pipeline asked for ([`Bot::download`](super::Bot::download)).
+    Downloaded {
+        id: crate::voice::JobId,
+        result: Result<Vec<u8>, crate::voice::Failure>,
+    },
     /// Something went wrong that loses nothing but must not go unseen.
     Warning(Warning),
 }

@@ -134,6 +134,8 @@ impl Bot {
                 Err(_) => self.unparsable("updates.Difference", random),
             },
             Call::GetChannelDifference(id) => self.on_channel_difference(id, body),
+            Call::GetFile(id) => self.on_file_part(id, body),
+            Call::RefetchMessage(id) => self.on_refetched(id, body),
         }
     }
 
@@ -302,6 +304,9 @@ impl Bot {
         }
         if let Call::GetChannelDifference(id) = call {
             return self.on_channel_error(id, error);
+        }
+        if let Call::GetFile(id) | Call::RefetchMessage(id) = call {
+            return self.on_download_error(id, error);
         }
         if let Some(dc) = error.migrate_to().filter(|_| call == Call::Login) {
             // One move per connection attempt, to a plausible DC: a DC pointing at itself

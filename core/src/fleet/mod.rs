@@ -18,6 +18,7 @@ pub mod admission;
 mod slots;
 mod status;
 pub mod timers;
+mod voice;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -27,12 +28,14 @@ use self::admission::{Admission, AdmissionLimits};
 use self::slots::Slot;
 pub use self::status::{BotState, BotStatus, Counters, FleetStatus};
 use self::timers::Timers;
+pub use self::voice::VoiceStatus;
 use crate::bot::{BotConfig, ConnNo, Warning};
 use crate::health::Health;
 use crate::random::Random;
 use crate::record::{BotRecord, Commit, CommitId};
 use crate::session::{Now, SessionConfig};
 use crate::updates::IncomingMessage;
+use crate::voice::{Failure, JobId, Pipeline, PipelineLimits, VoiceJob, VoiceKey, VoiceOutcome};
 
 /// A bot of the fleet (stable for its life; a replaced bot gets a new one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -81,6 +84,25 @@ pub enum Effect {
         workspace_id: String,
         commit: Commit,
     },
+    /// Store a voice message's audio under [`VoiceJob::object_key`], then call
+    /// [`Fleet::handle_voice_stored`].
+    StoreVoice {
+        job: JobId,
+        voice: VoiceJob,
+        bytes: Vec<u8>,
+    },
+    /// Send this event, then call [`Fleet::handle_voice_published`].
+    PublishVoice {
+        job: JobId,
+        event: serde_json::Value,
+    },
+    /// Record a voice message's outcome in the outbox, then call
+    /// [`Fleet::handle_voice_finished`].
+    FinishVoice {
+        job: JobId,
+        key: VoiceKey,
+        outcome: VoiceOutcome,
+    },
 }
 
 /// What happened, for the log.
@@ -113,6 +135,11 @@ pub enum FleetEvent {
         error: String,
     },
     StoreRecovered,
+    /// A voice message is done, failed, or failed for now and is retried.
+    Voice {
+        key: VoiceKey,
+        outcome: VoiceOutcome,
+    },
 }
 
 /// The fleet's bounds and pacing.
@@ -123,6 +150,8 @@ pub struct FleetSettings {
     /// each panic in a row, up to `restart_cap`.
     pub restart_base: Duration,
     pub restart_cap: Duration,
+    /// The voice pipeline's bounds.
+    pub voice: PipelineLimits,
 }
 
 impl Default for FleetSettings {
@@ -131,6 +160,7 @@ impl Default for FleetSettings {
             admission: AdmissionLimits::default(),
             restart_base: Duration::from_secs(1),
             restart_cap: Duration::from_secs(300),
+            voice: PipelineLimits::default(),
         }
     }
 }
@@ -157,6 +187,13 @@ pub struct Fleet {
     stopping: bool,
     effects: VecDeque<Effect>,
     events: VecDeque<FleetEvent>,
+    pipeline: Pipeline,
+    /// The bot each download in flight was handed to.
+    voice_downloads: HashMap<JobId, BotId>,
+    /// Downloads ended, for the pipeline's next pump.
+    downloaded: Vec<(JobId, Result<Vec<u8>, Failure>)>,
+    /// The pipeline may have something to do.
+    voice_dirty: bool,
 }
 
 impl Fleet {
@@ -175,6 +212,10 @@ impl Fleet {
             stopping: false,
             effects: VecDeque::new(),
             events: VecDeque::new(),
+            pipeline: Pipeline::new(settings.voice),
+            voice_downloads: HashMap::new(),
+            downloaded: Vec::new(),
+            voice_dirty: false,
         }
     }
 
@@ -282,6 +323,8 @@ impl Fleet {
         for id in removed {
             let ws = self.slots[&id].config.workspace_id.clone();
             self.by_workspace.remove(&ws);
+            // Its rows went with the integration, or wait in the outbox while disabled.
+            self.pipeline.forget(&ws);
             self.retire(id, now);
         }
         self.admit(now.instant);
@@ -291,6 +334,8 @@ impl Fleet {
     pub fn stop(&mut self, now: Now) {
         self.stopping = true;
         self.health.set_stopping();
+        self.pipeline.stop();
+        self.voice_dirty = true;
         let ids: Vec<BotId> = self.slots.keys().copied().collect();
         for id in ids {
             let slot = self.slot_mut(id);
@@ -301,21 +346,24 @@ impl Fleet {
         self.reap(now);
     }
 
-    /// Every bot is stopped and everything it received is durable.
+    /// Every bot is stopped, everything it received is durable, and the voice messages
+    /// under way are recorded.
     pub fn is_stopped(&self) -> bool {
-        self.stopping && self.slots.is_empty()
+        self.stopping && self.slots.is_empty() && self.pipeline.is_empty()
     }
 
     pub fn handle_connected(&mut self, conn: ConnId, now: Now, random: &mut impl Random) {
         self.with_bot(conn.bot, now, |bot| {
             bot.handle_connected(conn.no, now, random)
         });
+        self.pump_voice(now, random);
     }
 
     pub fn handle_input(&mut self, conn: ConnId, data: &[u8], now: Now, random: &mut impl Random) {
         self.with_bot(conn.bot, now, |bot| {
             bot.handle_input(conn.no, data, now, random)
         });
+        self.pump_voice(now, random);
     }
 
     pub fn handle_disconnected(&mut self, conn: ConnId, now: Now, random: &mut impl Random) {
@@ -327,6 +375,7 @@ impl Fleet {
         self.with_bot(conn.bot, now, |bot| {
             bot.handle_disconnected(conn.no, now, random)
         });
+        self.pump_voice(now, random);
     }
 
     /// The store's answer to [`Effect::Commit`].
@@ -349,6 +398,7 @@ impl Fleet {
         match &result {
             Ok(()) => {
                 slot.committed.apply(&commit);
+                self.voice_committed(&ws, &commit, now);
                 self.health.fleet.counters.commits += 1;
                 if let Some(status) = self.health.fleet.get_mut(&ws) {
                     status.messages += commit.messages.len() as u64;
@@ -380,6 +430,7 @@ impl Fleet {
         self.with_bot(bot, now, |b| b.handle_committed(id, result, now, random));
         self.poke(bot, now);
         self.reap(now);
+        self.pump_voice(now, random);
     }
 
     /// Acts on every deadline at or before `now`; each bot is called at most once, so a
@@ -392,6 +443,9 @@ impl Fleet {
         }
         self.admit(now.instant);
         self.reap(now);
+        self.pipeline.handle_timeout(now.instant);
+        self.voice_dirty = true;
+        self.pump_voice(now, random);
     }
 
     pub fn poll_effect(&mut self) -> Option<Effect> {
@@ -403,12 +457,13 @@ impl Fleet {
     }
 
     /// When [`Fleet::handle_timeout`] is due: the earliest bot deadline, admission's next
-    /// token, or the heartbeat.
+    /// token, a voice message's retry, or the heartbeat.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let heartbeat = self.health.last_heartbeat().map(|at| at + HEARTBEAT);
         [
             self.timers.next_deadline(),
             self.admission.poll_timeout(),
+            self.pipeline.poll_timeout(),
             heartbeat,
         ]
         .into_iter()

@@ -199,11 +199,16 @@ impl Fleet {
                             status.username = Some(name.clone());
                         }
                     }
+                    let current = !slot.retiring;
+                    let ws = ws.clone();
                     self.events.push_back(FleetEvent::State {
                         workspace_id: ws.clone(),
                         state,
                         reason,
                     });
+                    if current {
+                        self.voice_bot_state(&ws, state);
+                    }
                 }
                 BotOutput::Reconnecting => {
                     if let Some(status) = self.health.fleet.get_mut(ws) {
@@ -226,6 +231,7 @@ impl Fleet {
                         warning,
                     });
                 }
+                BotOutput::Downloaded { id: job, result } => self.voice_downloaded(job, result),
                 // The fleet books commits from its own copy, which also covers a bot
                 // that panicked while its commit was being written.
                 BotOutput::Committed(_) | BotOutput::CommitFailed { .. } => {}
@@ -290,6 +296,7 @@ impl Fleet {
         let restart_base = self.settings.restart_base;
         let restart_cap = self.settings.restart_cap;
         let stopping = self.stopping;
+        self.voice_bot_gone(id);
         let slot = self.slots.get_mut(&id).expect("a slot of this fleet");
         slot.bot = None;
         if slot
@@ -352,6 +359,7 @@ impl Fleet {
         for id in finished {
             let slot = self.slots.remove(&id).expect("listed above");
             self.timers.remove(id);
+            self.voice_bot_gone(id);
             if let Some(kind) = slot.permit {
                 self.admission.release(kind);
             }

@@ -132,6 +132,10 @@ impl FleetStatus {
         self.bots.insert(status.workspace_id.clone(), status);
     }
 
+    pub fn get(&self, workspace_id: &str) -> Option<&BotStatus> {
+        self.bots.get(workspace_id)
+    }
+
     pub fn get_mut(&mut self, workspace_id: &str) -> Option<&mut BotStatus> {
         self.bots.get_mut(workspace_id)
     }

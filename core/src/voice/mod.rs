@@ -9,12 +9,14 @@
 //! after any crash, can never start a second transcription.
 
 mod pipeline;
+mod stats;
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub use self::pipeline::{JobId, Pipeline, PipelineLimits, PipelineStats, VoiceEffect};
+pub use self::pipeline::{JobId, Pipeline, PipelineLimits, VoiceEffect};
+pub use self::stats::{Histogram, PipelineStats};
 use crate::updates::{IncomingMessage, Peer, VoiceFile};
 
 /// The event's name in Inngest.
@@ -168,7 +170,7 @@ impl Failure {
 }
 
 /// Where a stored voice message's audio is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ObjectLocation {
     pub bucket: String,
     pub key: String,

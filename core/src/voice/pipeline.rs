@@ -13,11 +13,12 @@
 //! Memory is bounded: at most `in_memory` jobs are known at once (the rest wait in the
 //! outbox), and a file's bytes exist only between its download and its store.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::stats::PipelineStats;
 use super::{Failure, ObjectLocation, VoiceJob, VoiceKey, VoiceOutcome};
 use crate::backoff;
 use crate::random::Random;
@@ -109,54 +110,6 @@ struct Job {
     location: Option<ObjectLocation>,
 }
 
-/// What `/metrics` shows of the pipeline.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PipelineStats {
-    pub done: u64,
-    pub failed: u64,
-    /// Transient failures, each followed by a retry.
-    pub retried: u64,
-    pub bytes_downloaded: u64,
-    /// Errors by step (`download`, `s3`, `inngest`, `outbox`) and kind (`transient`,
-    /// `permanent`).
-    pub errors: BTreeMap<(&'static str, &'static str), u64>,
-    /// Seconds from the message's arrival to the event's acceptance.
-    pub latency: Histogram,
-}
-
-/// A fixed-bucket histogram.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Histogram {
-    pub bounds: &'static [f64],
-    pub counts: Vec<u64>,
-    pub sum: f64,
-    pub count: u64,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        const BOUNDS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
-        Histogram {
-            bounds: BOUNDS,
-            counts: vec![0; BOUNDS.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-}
-
-impl Histogram {
-    pub fn observe(&mut self, value: f64) {
-        for (bound, count) in self.bounds.iter().zip(&mut self.counts) {
-            if value <= *bound {
-                *count += 1;
-            }
-        }
-        self.sum += value;
-        self.count += 1;
-    }
-}
-
 /// Every voice message on its way.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -175,7 +128,16 @@ pub struct Pipeline {
     stores: usize,
     publishes: usize,
     stats: PipelineStats,
+    /// When each job recently left (its outcome recorded): an outbox read begun before
+    /// that still lists it as pending, and must not start it again.
+    left: HashMap<VoiceKey, Instant>,
+    /// Stopping: nothing new starts, and a failure drops the job (its row stays pending).
+    stopping: bool,
 }
+
+/// How long a finished job is remembered against stale outbox reads; a read older than
+/// this is ignored whole.
+const REMEMBER_LEFT: Duration = Duration::from_secs(300);
 
 impl Pipeline {
     pub fn new(limits: PipelineLimits) -> Pipeline {
@@ -192,6 +154,8 @@ impl Pipeline {
             stores: 0,
             publishes: 0,
             stats: PipelineStats::default(),
+            left: HashMap::new(),
+            stopping: false,
         }
     }
 
@@ -239,22 +203,75 @@ impl Pipeline {
         true
     }
 
-    /// Forgets the jobs of a workspace whose integration is gone (their rows went with
-    /// it).
+    /// Takes in pending rows of the outbox, read at `read_at`: the jobs known already,
+    /// and those that left after the read began (the read could not see that), are
+    /// skipped. How many were taken.
+    pub fn add_pending(&mut self, jobs: Vec<VoiceJob>, read_at: Instant, now: Instant) -> usize {
+        self.left
+            .retain(|_, at| now.saturating_duration_since(*at) < REMEMBER_LEFT);
+        if self.stopping || now.saturating_duration_since(read_at) >= REMEMBER_LEFT {
+            return 0;
+        }
+        let mut taken = 0;
+        for job in jobs {
+            if self.left.get(&job.key).is_some_and(|at| *at >= read_at) {
+                continue;
+            }
+            taken += usize::from(self.add(job, None));
+        }
+        taken
+    }
+
+    /// Forgets the jobs of a workspace whose integration is gone or disabled (their rows
+    /// went with it, or wait in the outbox).
     pub fn forget(&mut self, workspace_id: &str) {
+        self.drop_where(|j| j.job.key.workspace_id == workspace_id);
+    }
+
+    /// Leaves the jobs of this workspace that wait for its bot to the outbox (the bot
+    /// cannot run: a revoked token, say), so that they hold no room meanwhile.
+    pub fn release_waiting(&mut self, workspace_id: &str) {
+        self.drop_where(|j| {
+            j.job.key.workspace_id == workspace_id && matches!(j.stage, Stage::Waiting)
+        });
+    }
+
+    /// Stops: nothing new starts and jobs not under way are dropped (their rows stay
+    /// pending for the next start); what is under way finishes and is recorded.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+        self.drop_where(|j| {
+            matches!(
+                j.stage,
+                Stage::Waiting
+                    | Stage::Backoff { .. }
+                    | Stage::Due(Due::Store(_) | Due::Publish(_))
+            )
+        });
+    }
+
+    fn drop_where(&mut self, drop: impl Fn(&Job) -> bool) {
         let ids: Vec<JobId> = self
             .jobs
             .iter()
-            .filter(|(_, j)| j.job.key.workspace_id == workspace_id)
+            .filter(|(_, j)| drop(j))
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            let j = self.jobs.remove(&id).expect("listed above");
-            self.keys.remove(&j.job.key);
-            self.leave(&j.stage, workspace_id);
+            self.remove(id);
         }
-        self.waiting.retain(|id| self.jobs.contains_key(id));
-        self.due.retain(|id| self.jobs.contains_key(id));
+    }
+
+    /// Drops a job from memory (its row is untouched).
+    fn remove(&mut self, id: JobId) {
+        let Some(j) = self.jobs.remove(&id) else {
+            return;
+        };
+        self.keys.remove(&j.job.key);
+        self.leave(&j.stage, &j.job.key.workspace_id);
+        self.waiting.retain(|w| *w != id);
+        self.due.retain(|d| *d != id);
+        self.records.retain(|(r, ..)| *r != id);
     }
 
     /// Counts a job out of the stage it leaves.
@@ -346,7 +363,7 @@ impl Pipeline {
                 }
             });
         }
-        if self.downloads >= limits.downloads {
+        if self.downloads >= limits.downloads || self.stopping {
             return None;
         }
         let position = self.waiting.iter().position(|id| {
@@ -465,6 +482,7 @@ impl Pipeline {
                 }
                 let j = self.jobs.remove(&id).expect("looked up");
                 self.keys.remove(&j.job.key);
+                self.left.insert(j.job.key, now);
             }
             Err(error) => {
                 let then = Stage::Due(Due::Finish(outcome));
@@ -490,6 +508,10 @@ impl Pipeline {
             "transient"
         };
         *self.stats.errors.entry((step, kind)).or_default() += 1;
+        if self.stopping && !failure.permanent {
+            // Its row stays pending for the next start; no retry is recorded for a stop.
+            return self.remove(id);
+        }
         if failure.permanent {
             let failed = VoiceOutcome::Failed {
                 reason: failure.reason,

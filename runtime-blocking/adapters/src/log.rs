@@ -4,6 +4,7 @@
 
 use telegram_bots_core::fleet::{BotState, FleetEvent};
 use telegram_bots_core::updates::IncomingMessage;
+use telegram_bots_core::voice::{VoiceKey, VoiceOutcome};
 
 pub fn fleet_event(event: &FleetEvent) {
     match event {
@@ -48,6 +49,23 @@ pub fn fleet_event(event: &FleetEvent) {
             )
         }
         FleetEvent::StoreRecovered => tracing::info!("the bots' state is saved again"),
+        FleetEvent::Voice { key, outcome } => voice(key, outcome),
+    }
+}
+
+fn voice(key: &VoiceKey, outcome: &VoiceOutcome) {
+    let ws = &key.workspace_id;
+    let (chat, message) = (key.chat, key.message_id);
+    match outcome {
+        VoiceOutcome::Done { object_key } => tracing::info!(
+            "workspace {ws}: voice message {message} in chat {chat} stored as {object_key} and announced"
+        ),
+        VoiceOutcome::Retry { error } => tracing::warn!(
+            "workspace {ws}: voice message {message} in chat {chat}: {error}; retrying"
+        ),
+        VoiceOutcome::Failed { reason } => tracing::error!(
+            "workspace {ws}: voice message {message} in chat {chat} failed: {reason} (see `outbox list --failed`, then `outbox retry`)"
+        ),
     }
 }
 

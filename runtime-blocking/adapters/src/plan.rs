@@ -14,6 +14,7 @@ use telegram_bots_core::secret::Secret;
 use telegram_bots_core::session::{ClientInfo, SessionConfig};
 
 use crate::store::{Integration, StorePlace};
+use crate::voice_sink::Sinks;
 
 /// Everything needed to start the fleet.
 #[derive(Debug)]
@@ -26,6 +27,8 @@ pub struct Plan {
     pub store: StorePlace,
     /// The bots file that declares the integrations, if one is used.
     pub bots_file: Option<String>,
+    /// Where voice messages go.
+    pub sinks: Sinks,
 }
 
 /// What every bot shares: the app it logs in as, and the DC it tries first.
@@ -113,5 +116,6 @@ pub fn plan(config: &Config, bots_file: Option<&str>) -> Result<Plan, String> {
         },
         store: StorePlace::from_config(config)?,
         bots_file,
+        sinks: Sinks::from_config(config)?,
     })
 }

@@ -6,31 +6,58 @@
 //!
 //! The store behind it is a [`Store`] (PostgreSQL or the embedded SQLite file) on a
 //! connection of the writer's own. What the fleet reports about a bot that failed for
-//! good (a rejected token) is written the same way, for `integrations list`.
+//! good (a rejected token) is written the same way, for `integrations list`, and so are
+//! the voice pipeline's outcomes (the outbox's rows done, failed or retried), each
+//! batch of them one statement.
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use telegram_bots_core::fleet::{BotId, BotState, FleetEvent};
+use telegram_bots_core::fleet::{BotId, BotState, Fleet, FleetEvent};
+use telegram_bots_core::random::Random;
 use telegram_bots_core::record::{Commit, CommitId};
+use telegram_bots_core::session::Now;
+use telegram_bots_core::voice::{JobId, VoiceKey, VoiceOutcome};
 
 use crate::store::Store;
 
 /// The shortest time between two writes.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
-/// The result of one commit.
+/// The result of one write.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Written {
-    pub bot: BotId,
-    pub commit: CommitId,
-    pub result: Result<(), String>,
+pub enum Written {
+    Commit {
+        bot: BotId,
+        commit: CommitId,
+        result: Result<(), String>,
+    },
+    /// A voice message's outcome.
+    Voice {
+        job: JobId,
+        result: Result<(), String>,
+    },
+}
+
+impl Written {
+    /// Tells the fleet.
+    pub fn feed(self, fleet: &mut Fleet, now: Now, random: &mut impl Random) {
+        match self {
+            Written::Commit {
+                bot,
+                commit,
+                result,
+            } => fleet.handle_committed(bot, commit, result, now, random),
+            Written::Voice { job, result } => fleet.handle_voice_finished(job, result, now, random),
+        }
+    }
 }
 
 struct Queue {
     waiting: Vec<(BotId, String, Commit)>,
+    outcomes: Vec<(JobId, VoiceKey, VoiceOutcome)>,
     /// The latest trouble reported for each bot, to record.
     notes: Vec<(String, Option<String>)>,
     stopping: bool,
@@ -68,6 +95,7 @@ impl StateWriter {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 waiting: Vec::new(),
+                outcomes: Vec::new(),
                 notes: Vec::new(),
                 stopping: false,
             }),
@@ -87,6 +115,13 @@ impl StateWriter {
     pub fn submit(&self, bot: BotId, workspace_id: String, commit: Commit) {
         let mut queue = self.shared.lock();
         queue.waiting.push((bot, workspace_id, commit));
+        self.shared.wake.notify_one();
+    }
+
+    /// Queues a voice message's outcome for the next batch.
+    pub fn finish(&self, job: JobId, key: VoiceKey, outcome: VoiceOutcome) {
+        let mut queue = self.shared.lock();
+        queue.outcomes.push((job, key, outcome));
         self.shared.wake.notify_one();
     }
 
@@ -125,7 +160,11 @@ fn run(shared: &Shared, store: &mut impl Store, on_written: &impl Fn(Vec<Written
     let mut last_write: Option<Instant> = None;
     loop {
         let mut queue = shared.lock();
-        while queue.waiting.is_empty() && queue.notes.is_empty() && !queue.stopping {
+        while queue.waiting.is_empty()
+            && queue.outcomes.is_empty()
+            && queue.notes.is_empty()
+            && !queue.stopping
+        {
             queue = shared
                 .wake
                 .wait(queue)
@@ -144,6 +183,7 @@ fn run(shared: &Shared, store: &mut impl Store, on_written: &impl Fn(Vec<Written
                 .0;
         }
         let batch = std::mem::take(&mut queue.waiting);
+        let outcomes = std::mem::take(&mut queue.outcomes);
         let notes = std::mem::take(&mut queue.notes);
         let stopping = queue.stopping;
         drop(queue);
@@ -152,29 +192,61 @@ fn run(shared: &Shared, store: &mut impl Store, on_written: &impl Fn(Vec<Written
         {
             tracing::warn!("cannot record the bots' last errors: {e}");
         }
-        if batch.is_empty() {
+        if batch.is_empty() && outcomes.is_empty() {
             if stopping {
                 return;
             }
             continue;
         }
-        let ids: Vec<(BotId, CommitId)> = batch.iter().map(|(bot, _, c)| (*bot, c.id)).collect();
-        let commits: Vec<(String, Commit)> = batch.into_iter().map(|(_, ws, c)| (ws, c)).collect();
-        let result = store.write(&commits).map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!("cannot save the bots' state ({} commits): {e}", ids.len());
-        }
+        let mut written = write_commits(store, batch);
+        written.extend(write_outcomes(store, outcomes));
         last_write = Some(Instant::now());
-        on_written(
-            ids.into_iter()
-                .map(|(bot, commit)| Written {
-                    bot,
-                    commit,
-                    result: result.clone(),
-                })
-                .collect(),
+        on_written(written);
+    }
+}
+
+fn write_commits(store: &mut impl Store, batch: Vec<(BotId, String, Commit)>) -> Vec<Written> {
+    if batch.is_empty() {
+        return Vec::new();
+    }
+    let ids: Vec<(BotId, CommitId)> = batch.iter().map(|(bot, _, c)| (*bot, c.id)).collect();
+    let commits: Vec<(String, Commit)> = batch.into_iter().map(|(_, ws, c)| (ws, c)).collect();
+    let result = store.write(&commits).map_err(|e| e.to_string());
+    if let Err(e) = &result {
+        tracing::error!("cannot save the bots' state ({} commits): {e}", ids.len());
+    }
+    ids.into_iter()
+        .map(|(bot, commit)| Written::Commit {
+            bot,
+            commit,
+            result: result.clone(),
+        })
+        .collect()
+}
+
+fn write_outcomes(
+    store: &mut impl Store,
+    outcomes: Vec<(JobId, VoiceKey, VoiceOutcome)>,
+) -> Vec<Written> {
+    if outcomes.is_empty() {
+        return Vec::new();
+    }
+    let jobs: Vec<JobId> = outcomes.iter().map(|(job, ..)| *job).collect();
+    let rows: Vec<(VoiceKey, VoiceOutcome)> =
+        outcomes.into_iter().map(|(_, key, o)| (key, o)).collect();
+    let result = store.voice_finish(&rows).map_err(|e| e.to_string());
+    if let Err(e) = &result {
+        tracing::error!(
+            "cannot record {} voice outcomes in the outbox: {e}",
+            jobs.len()
         );
     }
+    jobs.into_iter()
+        .map(|job| Written::Voice {
+            job,
+            result: result.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -228,7 +300,11 @@ mod tests {
         let (mut answered, mut batches) = (0, 0);
         while answered < 100 {
             let batch = rx.recv().unwrap();
-            assert!(batch.iter().all(|w| w.result.is_ok()));
+            assert!(
+                batch
+                    .iter()
+                    .all(|w| matches!(w, Written::Commit { result: Ok(()), .. }))
+            );
             answered += batch.len();
             batches += 1;
         }

@@ -3,15 +3,19 @@
 //! bots file if one is declared, then reports the enabled integrations, and again within
 //! about a second of every change (PostgreSQL: `LISTEN`/`NOTIFY` with a poll of the
 //! change counter as the safety net; SQLite: the change counter polled) and of every
-//! change of the bots file.
+//! change of the bots file. Every few seconds it also reads the voice outbox's pending
+//! rows, as many as the pipeline has room for: what a crash, an `outbox retry` or a full
+//! pipeline left there.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use telegram_bots_core::fleet::{Fleet, WantedBot};
+use telegram_bots_core::random::Random;
 use telegram_bots_core::session::Now;
+use telegram_bots_core::voice::VoiceJob;
 
 use crate::declare;
 use crate::plan::BotDefaults;
@@ -21,6 +25,12 @@ use crate::store::{Store, StorePlace};
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Retries of an unreachable store: doubling up to this.
 const RETRY_CAP: Duration = Duration::from_secs(30);
+/// How often the outbox's pending rows are read.
+pub const OUTBOX_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How many pending voice messages the pipeline can take, kept by the runtime from
+/// [`Fleet::voice_room`] and read by the watcher.
+pub type VoiceRoom = Arc<AtomicUsize>;
 
 /// What the watcher tells the runtime.
 #[derive(Debug)]
@@ -29,6 +39,11 @@ pub enum Report {
     Wanted(Vec<WantedBot>),
     /// The store cannot be used (yet); it is retried. For readiness and the log.
     Trouble(String),
+    /// The outbox's pending rows, read at `read_at`.
+    VoicePending {
+        jobs: Vec<VoiceJob>,
+        read_at: Instant,
+    },
 }
 
 /// The watcher thread; told to stop when dropped or [`StoreWatch::stop`]ped. A stop does
@@ -46,12 +61,21 @@ impl StoreWatch {
         place: StorePlace,
         defaults: BotDefaults,
         bots_file: Option<String>,
+        voice_room: VoiceRoom,
         report: impl Fn(Report) + Send + 'static,
     ) -> std::io::Result<StoreWatch> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = thread::Builder::new().name("store-watch".into()).spawn({
             let stop = stop.clone();
-            move || watch(&place, &defaults, bots_file.as_deref(), &report, &stop)
+            move || {
+                let watched = Watched {
+                    place: &place,
+                    defaults: &defaults,
+                    bots_file: bots_file.as_deref(),
+                    voice_room: &voice_room,
+                };
+                watch(&watched, &report, &stop)
+            }
         })?;
         Ok(StoreWatch {
             stop,
@@ -70,9 +94,12 @@ impl Drop for StoreWatch {
 }
 
 /// A report, applied to the fleet: the wanted set (the fleet serves from the first one
-/// on), or trouble to show as the reason while starting.
-pub fn apply(fleet: &mut Fleet, report: Report, now: Now) {
+/// on), trouble to show as the reason while starting, or pending voice messages.
+pub fn apply(fleet: &mut Fleet, report: Report, now: Now, random: &mut impl Random) {
     match report {
+        Report::VoicePending { jobs, read_at } => {
+            fleet.handle_voice_pending(jobs, read_at, now, random)
+        }
         Report::Wanted(wanted) => {
             tracing::info!("{} bots wanted", wanted.len());
             fleet.set_wanted(wanted, now);
@@ -83,14 +110,23 @@ pub fn apply(fleet: &mut Fleet, report: Report, now: Now) {
     }
 }
 
-fn watch(
-    place: &StorePlace,
-    defaults: &BotDefaults,
-    bots_file: Option<&str>,
-    report: &impl Fn(Report),
-    stop: &AtomicBool,
-) {
+/// What the watcher watches.
+struct Watched<'a> {
+    place: &'a StorePlace,
+    defaults: &'a BotDefaults,
+    bots_file: Option<&'a str>,
+    voice_room: &'a VoiceRoom,
+}
+
+fn watch(watched: &Watched<'_>, report: &impl Fn(Report), stop: &AtomicBool) {
+    let Watched {
+        place,
+        defaults,
+        bots_file,
+        voice_room,
+    } = *watched;
     let mut store: Option<Box<dyn Store>> = None;
+    let mut outbox_read: Option<Instant> = None;
     let mut retry = Duration::from_secs(1);
     let mut reported_version: Option<i64> = None;
     let mut file_seen: Option<SystemTime> = None;
@@ -125,6 +161,15 @@ fn watch(
                 let integrations = s.integrations().map_err(|e| e.to_string())?;
                 report(Report::Wanted(defaults.wanted(integrations)));
                 reported_version = Some(version);
+            }
+            let room = voice_room.load(Ordering::Relaxed);
+            if room > 0 && outbox_read.is_none_or(|at| at.elapsed() >= OUTBOX_INTERVAL) {
+                let read_at = Instant::now();
+                let jobs = s.voice_pending(room).map_err(|e| e.to_string())?;
+                outbox_read = Some(read_at);
+                if !jobs.is_empty() {
+                    report(Report::VoicePending { jobs, read_at });
+                }
             }
             s.wait_for_change(WATCH_INTERVAL).map_err(|e| e.to_string())
         })();

@@ -393,6 +393,20 @@ fn pending_rows_come_oldest_first_up_to_the_limit(db: &dyn StoreDb) {
         keys(&store.voice_pending(1).unwrap()),
         [expected[1].clone()]
     );
+
+    // A disabled integration's rows wait for it without crowding out the others'.
+    store.set_enabled("ws-a", false).unwrap();
+    assert_eq!(
+        keys(&store.voice_pending(1).unwrap()),
+        [expected[5].clone()],
+        "{}: ws-b's row, past ws-a's older ones",
+        db.name()
+    );
+    store.set_enabled("ws-a", true).unwrap();
+    assert_eq!(
+        keys(&store.voice_pending(1).unwrap()),
+        [expected[1].clone()]
+    );
 }
 
 fn every_outcome_is_recorded(db: &dyn StoreDb) {

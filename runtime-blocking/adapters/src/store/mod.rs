@@ -25,6 +25,7 @@ use telegram_bots_core::record::{BotRecord, ChannelState, Commit, SessionRecord}
 use telegram_bots_core::seal::Keyring;
 use telegram_bots_core::secret::Secret;
 use telegram_bots_core::updates::UpdateState;
+pub use telegram_bots_core::voice::VoiceOutcome;
 use telegram_bots_core::voice::{VoiceJob, VoiceKey};
 
 use crate::clock::OsRandom;
@@ -142,19 +143,6 @@ pub trait Store: Send + 'static {
         std::thread::sleep(timeout);
         Ok(())
     }
-}
-
-/// What became of a voice message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VoiceOutcome {
-    /// Stored at this object key and announced: the row is done.
-    Done { object_key: String },
-    /// It cannot succeed (a 4xx that retrying will not change): the row is failed with
-    /// the reason, until `outbox retry`.
-    Failed { reason: String },
-    /// It failed in a way worth retrying: the row stays pending, its attempts counted
-    /// and the error kept.
-    Retry { error: String },
 }
 
 /// An outbox row, for `outbox list`.

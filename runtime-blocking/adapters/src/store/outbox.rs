@@ -30,10 +30,15 @@ pub enum Rows {
 
 impl Rows {
     /// The `WHERE` clause, with the status written out: a partial index (the pending
-    /// rows') serves only a query whose condition is known when it is planned.
+    /// rows') serves only a query whose condition is known when it is planned. Pending
+    /// rows of a disabled integration are left out: they wait for it, and must not
+    /// crowd out everyone else's under a limit.
     pub fn filter(self) -> &'static str {
         match self {
-            Rows::Pending => "WHERE status = 'pending'",
+            Rows::Pending => {
+                "WHERE status = 'pending' AND workspace_id IN \
+                 (SELECT workspace_id FROM telegram_bots_integrations WHERE enabled)"
+            }
             Rows::Failed => "WHERE status = 'failed'",
             Rows::All => "",
         }
@@ -87,9 +92,9 @@ pub struct OutcomeColumns<'a> {
     pub object_key: Option<&'a str>,
 }
 
-impl VoiceOutcome {
-    pub(crate) fn columns(&self) -> OutcomeColumns<'_> {
-        match self {
+impl<'a> OutcomeColumns<'a> {
+    pub(crate) fn of(outcome: &'a VoiceOutcome) -> OutcomeColumns<'a> {
+        match outcome {
             VoiceOutcome::Done { object_key } => OutcomeColumns {
                 status: Some(DONE),
                 attempts: 0,

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use telegram_bots_core::voice::Failure;
+
 /// A failed attempt to store an object or deliver an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SinkError {
@@ -81,6 +83,24 @@ impl fmt::Display for SinkError {
 }
 
 impl std::error::Error for SinkError {}
+
+/// What the core's pipeline makes of it: retried (after the server's `Retry-After`, if
+/// any) or failed.
+impl From<SinkError> for Failure {
+    fn from(error: SinkError) -> Failure {
+        match error {
+            SinkError::Transient {
+                retry_after,
+                reason,
+            } => Failure {
+                permanent: false,
+                retry_after,
+                reason,
+            },
+            SinkError::Permanent { reason } => Failure::permanent(reason),
+        }
+    }
+}
 
 /// `503 Service Unavailable`: a status with its standard phrase, for reasons.
 pub(crate) fn status_text(status: u16) -> String {

@@ -13,11 +13,15 @@
 //! - [`s3`] and [`local_dir`]: the object stores.
 //! - [`inngest`] and [`events_file`]: the event sinks.
 //! - [`pool`]: the worker threads and their bounded queue.
+//! - [`carry_out`]: the fleet's voice effects, the same in both runtimes.
 
 use std::fmt;
 
 use serde_json::Value;
+use telegram_bots_core::fleet::Effect;
 use telegram_bots_core::voice::VoiceJob;
+
+use crate::state_writer::StateWriter;
 
 mod error;
 pub mod events_file;
@@ -39,10 +43,33 @@ pub use sinks::Sinks;
 
 /// Where an object was stored: the bucket (a local store's directory) and the key, for
 /// the event's `s3.bucket` and `s3.key`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ObjectLocation {
-    pub bucket: String,
-    pub key: String,
+pub use telegram_bots_core::voice::ObjectLocation;
+
+/// Carries out one of the fleet's voice effects: the audio and the event go to the pool,
+/// the outcome to the state writer (when there is none, the process is stopping and the
+/// row stays pending). An answer to feed back at once (the pool was full) is returned.
+/// Only for the voice effects (the runtimes carry out the others).
+pub fn carry_out(
+    effect: Effect,
+    pool: &SinkPool,
+    writer: Option<&StateWriter>,
+) -> Option<SinkDone> {
+    let task = match effect {
+        Effect::StoreVoice { job, voice, bytes } => SinkTask::Store {
+            id: job,
+            job: voice,
+            bytes,
+        },
+        Effect::PublishVoice { job, event } => SinkTask::Publish { id: job, event },
+        Effect::FinishVoice { job, key, outcome } => {
+            if let Some(writer) = writer {
+                writer.finish(job, key, outcome);
+            }
+            return None;
+        }
+        _ => unreachable!("not a voice effect"),
+    };
+    pool.submit(task).err().map(PoolFull::into_done)
 }
 
 /// Stores the audio of voice messages.

@@ -14,7 +14,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 
 use serde_json::Value;
-use telegram_bots_core::voice::VoiceJob;
+use telegram_bots_core::fleet::Fleet;
+use telegram_bots_core::random::Random;
+use telegram_bots_core::session::Now;
+use telegram_bots_core::voice::{Failure, VoiceJob};
 
 use super::{ObjectLocation, SinkError, Sinks};
 
@@ -109,6 +112,27 @@ impl fmt::Display for PoolFull {
 }
 
 impl std::error::Error for PoolFull {}
+
+impl PoolFull {
+    /// The refused task's answer: not tried, to be retried.
+    pub fn into_done(self) -> SinkDone {
+        self.0.not_run("not tried: the sink pool is full")
+    }
+}
+
+impl SinkDone {
+    /// Tells the fleet.
+    pub fn feed(self, fleet: &mut Fleet, now: Now, random: &mut impl Random) {
+        match self {
+            SinkDone::Stored { id, result } => {
+                fleet.handle_voice_stored(id, result.map_err(Failure::from), now, random)
+            }
+            SinkDone::Published { id, result } => {
+                fleet.handle_voice_published(id, result.map_err(Failure::from), now, random)
+            }
+        }
+    }
+}
 
 struct Queue {
     waiting: VecDeque<SinkTask>,

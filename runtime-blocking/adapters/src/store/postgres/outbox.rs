@@ -6,7 +6,7 @@ use postgres::types::Type;
 use telegram_bots_core::voice::{VoiceJob, VoiceKey};
 
 use crate::store::VoiceOutcome;
-use crate::store::outbox::{COLUMNS, FAILED, PENDING, RawRow, Rows, last_outcomes};
+use crate::store::outbox::{COLUMNS, FAILED, OutcomeColumns, PENDING, RawRow, Rows, last_outcomes};
 
 /// Adds a pending row for each job whose message has none yet, in the jobs' order.
 pub(super) fn insert(
@@ -67,7 +67,7 @@ pub(super) fn finish(
         return Ok(());
     }
     let keys = KeyColumns::new(last.keys().copied());
-    let columns: Vec<_> = last.values().map(|o| o.columns()).collect();
+    let columns: Vec<_> = last.values().map(|o| OutcomeColumns::of(o)).collect();
     let status: Vec<Option<&str>> = columns.iter().map(|c| c.status).collect();
     let attempts: Vec<i32> = columns.iter().map(|c| c.attempts).collect();
     let last_error: Vec<Option<&str>> = columns.iter().map(|c| c.last_error).collect();

@@ -4,7 +4,7 @@ use rusqlite::{Connection, params};
 use telegram_bots_core::voice::{VoiceJob, VoiceKey};
 
 use crate::store::VoiceOutcome;
-use crate::store::outbox::{COLUMNS, FAILED, PENDING, RawRow, Rows, last_outcomes};
+use crate::store::outbox::{COLUMNS, FAILED, OutcomeColumns, PENDING, RawRow, Rows, last_outcomes};
 
 /// Adds a pending row for each job whose message has none yet.
 pub(super) fn insert(conn: &Connection, jobs: &[VoiceJob]) -> Result<(), rusqlite::Error> {
@@ -53,7 +53,7 @@ pub(super) fn finish(
          AND (status = 'pending' OR ?5 = 'done')",
     )?;
     for (key, outcome) in last_outcomes(outcomes) {
-        let c = outcome.columns();
+        let c = OutcomeColumns::of(outcome);
         update.execute(params![
             key.workspace_id,
             key.chat.kind(),

@@ -8,6 +8,10 @@
 //! which the linter accepts and every query treats like a gauge; the crate's encoder
 //! cannot write untyped samples, hence the hand-written lines.
 
+mod voice;
+
+use std::time::Instant;
+
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Counter, Encoder as _, TextEncoder};
 
@@ -32,7 +36,12 @@ pub struct ProcessSample {
 }
 
 /// The whole `/metrics` body.
-pub fn render(health: &Health, ready: bool, process: Option<&ProcessSample>) -> String {
+pub fn render(
+    health: &Health,
+    ready: bool,
+    process: Option<&ProcessSample>,
+    now: Instant,
+) -> String {
     let fleet: &FleetStatus = &health.fleet;
     let counters = &fleet.counters;
     let counter = |name, help, value: u64| {
@@ -148,6 +157,11 @@ pub fn render(health: &Health, ready: bool, process: Option<&ProcessSample>) -> 
             vec![(vec![("version", env!("CARGO_PKG_VERSION"))], 1.0)],
         ),
     ];
+    let oldest_age = health
+        .voice
+        .oldest
+        .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+    families.extend(voice::families(&health.voice, oldest_age));
     if let Some(p) = process {
         families.extend(process_families(p));
     }
@@ -281,7 +295,7 @@ mod tests {
             status("ws_456", "bot2", BotState::Running),
             status("ws_789", "bot3", BotState::Failed),
         ]);
-        let text = render(&health, true, None);
+        let text = render(&health, true, None, Instant::now());
         assert!(text.contains("\ntelegram_bots_total 2\n"), "{text}");
         assert!(text.contains("# TYPE telegram_bots_total untyped\n"));
         assert!(text.contains("telegram_bots_info{workspace_id=\"ws_123\",username=\"bot1\"} 1\n"));
@@ -297,7 +311,7 @@ mod tests {
             resident_memory_bytes: 4096,
             ..ProcessSample::default()
         };
-        let text = render(&Health::new(), false, Some(&sample));
+        let text = render(&Health::new(), false, Some(&sample), Instant::now());
         assert!(text.contains("\ntelegram_bots_total 0\n"));
         assert!(!text.contains("telegram_bots_info"));
         assert!(text.contains("process_cpu_seconds_total 1.5\n"));
@@ -308,7 +322,7 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let health = health(&[status("ws \"q\"\\\n", "b", BotState::Running)]);
-        let text = render(&health, true, None);
+        let text = render(&health, true, None, Instant::now());
         assert!(text.contains(r#"workspace_id="ws \"q\"\\\n""#), "{text}");
     }
 }

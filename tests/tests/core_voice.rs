@@ -1,0 +1,304 @@
+//! The voice pipeline through the core's fleet, against the fake DC, in memory with a
+//! fake clock: a voice message is downloaded in chunks, stored, announced and recorded;
+//! failures are retried or fail the row; a crash at any step loses nothing and starts no
+//! second transcription; a stop waits for what is under way.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use telegram_bots_core::fleet::{FleetEvent, FleetSettings};
+use telegram_bots_core::voice::{Failure, VoiceOutcome};
+use telegram_bots_tests::fake_dc::crypto::sha256;
+use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
+use telegram_bots_tests::fake_dc::messages::{Content, NewMessage, Sent, hex};
+use telegram_bots_tests::fleet_sim::{OutboxRow, Sim};
+
+/// A voice message of `size` bytes from user 5 to bot `i`, in their private chat.
+fn voice(sim: &Sim, i: usize, size: usize, seed: u64) -> Sent {
+    sim.telegram
+        .send_message(NewMessage {
+            bot: format!("bot{i}"),
+            chat_id: 5,
+            from_user_id: 5,
+            content: Content::Voice {
+                size,
+                duration: 7,
+                mime_type: "audio/ogg".into(),
+                seed,
+                bytes: None,
+                dc: None,
+            },
+        })
+        .unwrap()
+}
+
+/// A sim with bots 0..n running.
+fn running(n: usize) -> Sim {
+    let mut sim = Sim::new(n, FleetSettings::default());
+    let wanted = sim.wanted(0..n);
+    sim.set_wanted(wanted);
+    assert_eq!(sim.running(), n);
+    sim
+}
+
+fn row(sim: &Sim, message_id: i32) -> &OutboxRow {
+    sim.outbox
+        .values()
+        .find(|r| r.job.key.message_id == message_id)
+        .unwrap_or_else(|| panic!("no outbox row for message {message_id}"))
+}
+
+fn done(sim: &Sim, message_id: i32) -> bool {
+    matches!(
+        row(sim, message_id).outcome,
+        Some(VoiceOutcome::Done { .. })
+    )
+}
+
+/// The stored object of a message: its bytes' sha256 and how many times it was written.
+fn object(sim: &Sim, message_id: i32) -> (String, u32) {
+    let key = row(sim, message_id).job.object_key();
+    let (bytes, writes) = &sim.objects[&key];
+    (hex(&sha256(&[bytes])), *writes)
+}
+
+#[test]
+fn a_voice_message_is_downloaded_stored_announced_and_recorded() {
+    let mut sim = running(1);
+    // Three chunks and a bit: the download goes on across several calls.
+    let sent = voice(&sim, 0, 3 * 128 * 1024 + 1000, 1);
+    sim.run();
+
+    assert!(
+        done(&sim, sent.message_id),
+        "{:?}",
+        row(&sim, sent.message_id)
+    );
+    assert_eq!(
+        object(&sim, sent.message_id),
+        (sent.sha256.clone().unwrap(), 1),
+        "the very bytes Telegram holds, written once"
+    );
+    let key = row(&sim, sent.message_id).job.object_key();
+    assert!(
+        key.starts_with("ws_0/") && key.ends_with(&format!("/user-5/{}.ogg", sent.message_id)),
+        "{key}"
+    );
+    assert_eq!(sim.published.len(), 1);
+    let event = &sim.published[0];
+    assert_eq!(event["name"], "telegram/voice.received");
+    assert_eq!(
+        event["id"],
+        format!("tg-voice:ws_0:user:5:{}", sent.message_id)
+    );
+    assert_eq!(event["data"]["s3"]["key"], key.as_str());
+    assert_eq!(event["data"]["bot_username"], "bot0");
+    assert_eq!(event["data"]["duration"], 7);
+    assert!(
+        event.get("audio").is_none() && !event.to_string().contains("AAfleet"),
+        "no audio and no token in the event"
+    );
+
+    let voice = &sim.fleet.health().voice;
+    assert_eq!((voice.stats.done, voice.stats.failed), (1, 0));
+    assert_eq!(voice.stats.bytes_downloaded, 3 * 128 * 1024 + 1000);
+    assert_eq!(voice.stats.latency.count, 1);
+    assert_eq!(voice.in_memory, 0);
+    assert!(sim.events.iter().any(|e| matches!(
+        e,
+        FleetEvent::Voice { outcome: VoiceOutcome::Done { object_key }, .. } if *object_key == key
+    )));
+}
+
+#[test]
+fn transient_failures_are_retried_after_a_backoff_and_recorded() {
+    let mut sim = running(1);
+    let mut slow = Failure::transient("503 SlowDown");
+    slow.retry_after = Some(Duration::from_secs(30));
+    sim.store_failures.push_back(slow);
+    sim.publish_failures
+        .push_back(Failure::transient("connection refused"));
+    let start = sim.now.instant;
+    let sent = voice(&sim, 0, 5000, 2);
+    sim.run();
+
+    let r = row(&sim, sent.message_id);
+    assert!(r.is_pending(), "not given up: {r:?}");
+    assert_eq!(
+        r.outcome,
+        Some(VoiceOutcome::Retry {
+            error: "s3: 503 SlowDown".into()
+        }),
+        "the error is recorded"
+    );
+    sim.advance_until(Duration::from_secs(600), |s| done(s, sent.message_id));
+    assert!(
+        sim.now.instant - start >= Duration::from_secs(30),
+        "Retry-After is honoured"
+    );
+    assert_eq!(row(&sim, sent.message_id).retries, 2);
+    assert_eq!(object(&sim, sent.message_id), (sent.sha256.unwrap(), 1));
+    assert_eq!(sim.published.len(), 1, "one event accepted");
+    let stats = &sim.fleet.health().voice.stats;
+    assert_eq!(stats.retried, 2);
+    assert_eq!(stats.errors[&("s3", "transient")], 1);
+    assert_eq!(stats.errors[&("inngest", "transient")], 1);
+}
+
+#[test]
+fn a_permanent_failure_fails_its_row_and_the_others_go_on() {
+    let mut sim = running(1);
+    sim.publish_failures
+        .push_back(Failure::permanent("400: event too large"));
+    let first = voice(&sim, 0, 1000, 3);
+    sim.run();
+    let second = voice(&sim, 0, 1000, 4);
+    sim.run();
+    assert_eq!(
+        row(&sim, first.message_id).outcome,
+        Some(VoiceOutcome::Failed {
+            reason: "400: event too large".into()
+        })
+    );
+    assert!(done(&sim, second.message_id));
+    let stats = &sim.fleet.health().voice.stats;
+    assert_eq!((stats.done, stats.failed), (1, 1));
+}
+
+#[test]
+fn an_expired_file_reference_is_fetched_again() {
+    let mut sim = running(1);
+    sim.telegram
+        .add_fault(Fault::new(FaultKind::FileReferenceExpired).for_bot("bot0"))
+        .unwrap();
+    let sent = voice(&sim, 0, 200_000, 5);
+    sim.run();
+    assert!(done(&sim, sent.message_id));
+    assert_eq!(object(&sim, sent.message_id), (sent.sha256.unwrap(), 1));
+    assert_eq!(
+        sim.fleet.health().voice.stats.retried,
+        0,
+        "no retry: the message is fetched again at once"
+    );
+}
+
+#[test]
+fn a_flood_wait_on_a_download_is_waited_out_and_the_updates_go_on() {
+    let mut sim = running(1);
+    let mut flood = Fault::new(FaultKind::FloodWait)
+        .for_bot("bot0")
+        .for_method("upload.getFile");
+    flood.seconds = 20;
+    sim.telegram.add_fault(flood).unwrap();
+    let start = sim.now.instant;
+    let sent = voice(&sim, 0, 1000, 6);
+    sim.run();
+    assert!(!done(&sim, sent.message_id));
+    // The bot still takes in messages meanwhile.
+    let text = sim.telegram.send_text("bot0", 5, "still here").unwrap();
+    sim.run();
+    assert!(sim.delivered["ws_0"].contains(&text.message_id));
+    sim.advance_until(Duration::from_secs(600), |s| done(s, sent.message_id));
+    assert!(sim.now.instant - start >= Duration::from_secs(20));
+    assert_eq!(
+        sim.fleet.health().voice.stats.errors[&("download", "transient")],
+        1
+    );
+}
+
+/// Crashes after `steps` answered voice effects (0: downloaded, not stored; 1: stored,
+/// not announced; 2: announced, not recorded), then starts a new fleet.
+fn crash_after(steps: usize) {
+    let mut sim = running(2);
+    sim.hold_voice = true;
+    let sent = voice(&sim, 0, 150_000, 7);
+    sim.run();
+    for _ in 0..steps {
+        sim.answer_held();
+    }
+    assert!(!done(&sim, sent.message_id));
+    sim.crash(FleetSettings::default());
+
+    // The outbox is read before any bot runs: the jobs wait there for their bots.
+    sim.read_outbox();
+    assert_eq!(sim.fleet.health().voice.in_memory, 0);
+    let wanted = sim.wanted(0..2);
+    sim.set_wanted(wanted);
+    sim.read_outbox();
+    sim.run();
+
+    assert!(
+        done(&sim, sent.message_id),
+        "step {steps}: {:?}",
+        row(&sim, sent.message_id)
+    );
+    let (sha, writes) = object(&sim, sent.message_id);
+    assert_eq!(sha, sent.sha256.unwrap(), "step {steps}");
+    assert!(writes <= 2, "one key, rewritten at most once");
+    let ids: BTreeSet<&str> = sim
+        .published
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "one event id: Inngest starts one transcription"
+    );
+    assert!(
+        sim.published.windows(2).all(|w| w[0] == w[1]),
+        "a repeated event is the same event"
+    );
+    assert_eq!(
+        sim.published.len(),
+        if steps == 2 { 2 } else { 1 },
+        "step {steps}"
+    );
+}
+
+#[test]
+fn a_crash_after_the_download_loses_nothing() {
+    crash_after(0);
+}
+
+#[test]
+fn a_crash_after_the_store_loses_nothing() {
+    crash_after(1);
+}
+
+#[test]
+fn a_crash_after_the_event_loses_nothing_and_starts_no_second_transcription() {
+    crash_after(2);
+}
+
+#[test]
+fn an_outbox_read_from_before_a_job_finished_does_not_start_it_again() {
+    let mut sim = running(1);
+    let sent = voice(&sim, 0, 1000, 8);
+    sim.run();
+    assert!(done(&sim, sent.message_id));
+    // A read that began before the row was marked done still lists it.
+    let job = row(&sim, sent.message_id).job.clone();
+    let read_at = sim.now.instant - Duration::from_millis(1);
+    sim.fleet
+        .handle_voice_pending(vec![job], read_at, sim.now, &mut sim.random);
+    sim.run();
+    assert_eq!(sim.published.len(), 1);
+    assert_eq!(sim.fleet.health().voice.in_memory, 0);
+}
+
+#[test]
+fn a_stop_waits_for_the_voice_messages_under_way() {
+    let mut sim = running(1);
+    sim.hold_voice = true;
+    let sent = voice(&sim, 0, 1000, 9);
+    sim.run();
+    assert_eq!(sim.voice_handed.len(), 1, "the store is under way");
+    sim.fleet.stop(sim.now);
+    sim.run();
+    assert!(!sim.fleet.is_stopped(), "the voice message is under way");
+    sim.hold_voice = false;
+    sim.run();
+    assert!(done(&sim, sent.message_id));
+    assert!(sim.fleet.is_stopped());
+}
