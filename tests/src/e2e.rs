@@ -378,6 +378,8 @@ pub fn messages_reach_the_right_bot(binary: &Path) {
         "telegram_bots_voice_downloaded_bytes_total 9000",
         "telegram_bots_voice_latency_seconds_count 1",
         "telegram_bots_voice_in_flight 0",
+        "# TYPE telegram_bots_voice_outbox_pending gauge",
+        "# TYPE telegram_bots_voice_latency_seconds histogram",
     ] {
         assert!(metrics.contains(line), "no {line}:\n{metrics}");
     }

@@ -23,8 +23,10 @@ pub struct VoiceStatus {
     pub stats: crate::voice::PipelineStats,
     /// Jobs in memory, under way or waiting.
     pub in_memory: usize,
-    /// When the oldest of them was received, on the process's clock.
-    pub oldest: Option<Instant>,
+    /// The outbox's pending rows, as last counted (none yet: not counted).
+    pub outbox_pending: Option<u64>,
+    /// When the oldest pending row was received, on the process's clock.
+    pub outbox_oldest: Option<Instant>,
 }
 
 impl Fleet {
@@ -195,17 +197,21 @@ impl Fleet {
                 self.pipeline.downloaded(job, result, now.instant, random);
             }
         }
-        let oldest = self.pipeline.oldest_received_ms().map(|ms| {
+        self.health.voice.stats = self.pipeline.stats().clone();
+        self.health.voice.in_memory = self.pipeline.len();
+    }
+
+    /// The outbox's backlog as the store counted it: `pending` rows, the oldest received
+    /// at `oldest_ms` (Unix milliseconds).
+    pub fn set_voice_backlog(&mut self, pending: u64, oldest_ms: Option<i64>, now: Now) {
+        let oldest = oldest_ms.map(|ms| {
             let age_ms = now.unix_secs.saturating_mul(1000).saturating_sub(ms).max(0);
             now.instant
                 .checked_sub(Duration::from_millis(age_ms as u64))
                 .unwrap_or(now.instant)
         });
-        self.health.voice = VoiceStatus {
-            stats: self.pipeline.stats().clone(),
-            in_memory: self.pipeline.len(),
-            oldest,
-        };
+        self.health.voice.outbox_pending = Some(pending);
+        self.health.voice.outbox_oldest = oldest;
     }
 }
 

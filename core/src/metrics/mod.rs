@@ -159,7 +159,7 @@ pub fn render(
     ];
     let oldest_age = health
         .voice
-        .oldest
+        .outbox_oldest
         .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
     families.extend(voice::families(&health.voice, oldest_age));
     if let Some(p) = process {

@@ -58,8 +58,17 @@ pub(super) fn families(voice: &VoiceStatus, oldest_age_seconds: f64) -> Vec<Metr
             vec![(vec![], voice.in_memory as f64)],
         ),
         gauge_family(
-            "telegram_bots_voice_oldest_age_seconds",
-            "Age of the oldest voice message this process is working on (0 when none).",
+            "telegram_bots_voice_outbox_pending",
+            "Voice messages pending in the outbox (all replicas'), as last counted.",
+            voice
+                .outbox_pending
+                .map(|n| (vec![], n as f64))
+                .into_iter()
+                .collect(),
+        ),
+        gauge_family(
+            "telegram_bots_voice_outbox_oldest_pending_age_seconds",
+            "Age of the oldest voice message pending in the outbox (0 when none).",
             vec![(vec![], oldest_age_seconds)],
         ),
     ]

@@ -177,11 +177,6 @@ impl Pipeline {
         self.jobs.len() < self.limits.in_memory
     }
 
-    /// When the oldest job known arrived (Unix milliseconds).
-    pub fn oldest_received_ms(&self) -> Option<i64> {
-        self.jobs.values().map(|j| j.job.received_at_ms).min()
-    }
-
     /// Takes a job in, unless it is known already or there is no room (it waits in the
     /// outbox then). `received`: when this process received the message, if it did.
     pub fn add(&mut self, job: VoiceJob, received: Option<Instant>) -> bool {

@@ -19,7 +19,7 @@ use telegram_bots_core::voice::VoiceJob;
 
 use crate::declare;
 use crate::plan::BotDefaults;
-use crate::store::{Store, StorePlace};
+use crate::store::{Backlog, Store, StorePlace};
 
 /// How long to wait for a change before looking again.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -39,10 +39,11 @@ pub enum Report {
     Wanted(Vec<WantedBot>),
     /// The store cannot be used (yet); it is retried. For readiness and the log.
     Trouble(String),
-    /// The outbox's pending rows, read at `read_at`.
+    /// The outbox's pending rows, read at `read_at`, and the backlog counted then.
     VoicePending {
         jobs: Vec<VoiceJob>,
         read_at: Instant,
+        backlog: Backlog,
     },
 }
 
@@ -97,7 +98,12 @@ impl Drop for StoreWatch {
 /// on), trouble to show as the reason while starting, or pending voice messages.
 pub fn apply(fleet: &mut Fleet, report: Report, now: Now, random: &mut impl Random) {
     match report {
-        Report::VoicePending { jobs, read_at } => {
+        Report::VoicePending {
+            jobs,
+            read_at,
+            backlog,
+        } => {
+            fleet.set_voice_backlog(backlog.pending, backlog.oldest_ms, now);
             fleet.handle_voice_pending(jobs, read_at, now, random)
         }
         Report::Wanted(wanted) => {
@@ -162,14 +168,21 @@ fn watch(watched: &Watched<'_>, report: &impl Fn(Report), stop: &AtomicBool) {
                 report(Report::Wanted(defaults.wanted(integrations)));
                 reported_version = Some(version);
             }
-            let room = voice_room.load(Ordering::Relaxed);
-            if room > 0 && outbox_read.is_none_or(|at| at.elapsed() >= OUTBOX_INTERVAL) {
+            if outbox_read.is_none_or(|at| at.elapsed() >= OUTBOX_INTERVAL) {
                 let read_at = Instant::now();
-                let jobs = s.voice_pending(room).map_err(|e| e.to_string())?;
+                let backlog = s.voice_backlog().map_err(|e| e.to_string())?;
+                let room = voice_room.load(Ordering::Relaxed);
+                let jobs = if room > 0 && backlog.pending > 0 {
+                    s.voice_pending(room).map_err(|e| e.to_string())?
+                } else {
+                    Vec::new()
+                };
                 outbox_read = Some(read_at);
-                if !jobs.is_empty() {
-                    report(Report::VoicePending { jobs, read_at });
-                }
+                report(Report::VoicePending {
+                    jobs,
+                    read_at,
+                    backlog,
+                });
             }
             s.wait_for_change(WATCH_INTERVAL).map_err(|e| e.to_string())
         })();

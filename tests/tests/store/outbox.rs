@@ -358,6 +358,9 @@ fn pending_rows_come_oldest_first_up_to_the_limit(db: &dyn StoreDb) {
     assert!(all[2].received_at_ms < all[3].received_at_ms);
     assert_eq!(keys(&store.voice_pending(4).unwrap()), expected[..4]);
     assert_eq!(store.voice_pending(0).unwrap(), vec![]);
+    let backlog = store.voice_backlog().unwrap();
+    assert_eq!(backlog.pending, 6, "{}", db.name());
+    assert_eq!(backlog.oldest_ms, Some(all[0].received_at_ms));
 
     // Neither done nor failed rows are pending.
     store

@@ -137,12 +137,24 @@ pub trait Store: Send + 'static {
     /// Makes every failed row pending again; how many.
     fn voice_retry_failed(&mut self) -> Result<usize, StoreError>;
 
+    /// The outbox's backlog: how many rows are pending, and when the oldest of them was
+    /// received (Unix milliseconds), for `/metrics`.
+    fn voice_backlog(&mut self) -> Result<Backlog, StoreError>;
+
     /// Waits until integrations may have changed, or `timeout` (whichever is first); the
     /// caller then compares [`Store::integrations_version`]. By default it just waits.
     fn wait_for_change(&mut self, timeout: std::time::Duration) -> Result<(), StoreError> {
         std::thread::sleep(timeout);
         Ok(())
     }
+}
+
+/// The outbox's pending rows, counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub pending: u64,
+    /// When the oldest pending row was received (Unix milliseconds).
+    pub oldest_ms: Option<i64>,
 }
 
 /// An outbox row, for `outbox list`.
@@ -200,6 +212,9 @@ impl Store for Box<dyn Store> {
     }
     fn voice_retry_failed(&mut self) -> Result<usize, StoreError> {
         (**self).voice_retry_failed()
+    }
+    fn voice_backlog(&mut self) -> Result<Backlog, StoreError> {
+        (**self).voice_backlog()
     }
     fn wait_for_change(&mut self, timeout: std::time::Duration) -> Result<(), StoreError> {
         (**self).wait_for_change(timeout)

@@ -29,8 +29,8 @@ use telegram_bots_core::voice::{VoiceJob, VoiceKey};
 use super::outbox::{RawRow, Rows};
 use super::schema::{NOTIFY_CHANNEL, POSTGRES, VERSION};
 use super::{
-    Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError, VoiceOutcome,
-    VoiceRow, check_version, reseal,
+    Backlog, Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError,
+    VoiceOutcome, VoiceRow, check_version, reseal,
 };
 
 /// How long making a connection may take before the call fails (unless the URL sets
@@ -522,6 +522,10 @@ impl Store for PostgresStore {
 
     fn voice_retry_failed(&mut self) -> Result<usize, StoreError> {
         self.call(|client, _| outbox::retry_failed(client))
+    }
+
+    fn voice_backlog(&mut self) -> Result<Backlog, StoreError> {
+        self.call(|client, _| outbox::backlog(client))
     }
 
     /// Waits on a connection that has run `LISTEN`. Without one (the first call, or

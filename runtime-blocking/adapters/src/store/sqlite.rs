@@ -18,8 +18,8 @@ use telegram_bots_core::voice::{VoiceJob, VoiceKey};
 use super::outbox::{RawRow, Rows, now_ms, voice_jobs};
 use super::schema::{SQLITE, VERSION};
 use super::{
-    Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError, VoiceOutcome,
-    VoiceRow, check_version, reseal, session_rows,
+    Backlog, Integration, Migrated, RecordRows, Sealer, SessionRow, Store, StoreError,
+    VoiceOutcome, VoiceRow, check_version, reseal, session_rows,
 };
 
 /// How long a write waits for another connection's transaction.
@@ -447,5 +447,9 @@ impl Store for SqliteStore {
 
     fn voice_retry_failed(&mut self) -> Result<usize, StoreError> {
         self.write_tx(|tx, _| outbox::retry_failed(tx))
+    }
+
+    fn voice_backlog(&mut self) -> Result<Backlog, StoreError> {
+        outbox::backlog(&self.conn).map_err(|e| self.fail(e))
     }
 }

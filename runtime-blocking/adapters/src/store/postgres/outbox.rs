@@ -5,8 +5,8 @@ use postgres::GenericClient;
 use postgres::types::Type;
 use telegram_bots_core::voice::{VoiceJob, VoiceKey};
 
-use crate::store::VoiceOutcome;
 use crate::store::outbox::{COLUMNS, FAILED, OutcomeColumns, PENDING, RawRow, Rows, last_outcomes};
+use crate::store::{Backlog, VoiceOutcome};
 
 /// Adds a pending row for each job whose message has none yet, in the jobs' order.
 pub(super) fn insert(
@@ -145,6 +145,19 @@ pub(super) fn retry_failed(client: &mut impl GenericClient) -> Result<usize, pos
         &[(&PENDING, Type::TEXT), (&FAILED, Type::TEXT)],
     )?;
     Ok(n as usize)
+}
+
+/// The pending rows' count and oldest arrival.
+pub(super) fn backlog(client: &mut impl GenericClient) -> Result<Backlog, postgres::Error> {
+    let row = client.query_one(
+        "SELECT count(*), min(received_at_ms) FROM telegram_bots_voice_outbox
+         WHERE status = 'pending'",
+        &[],
+    )?;
+    Ok(Backlog {
+        pending: row.get::<_, i64>(0).max(0) as u64,
+        oldest_ms: row.get(1),
+    })
 }
 
 /// Messages' keys as one array per column.

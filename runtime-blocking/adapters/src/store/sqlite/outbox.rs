@@ -3,8 +3,8 @@
 use rusqlite::{Connection, params};
 use telegram_bots_core::voice::{VoiceJob, VoiceKey};
 
-use crate::store::VoiceOutcome;
 use crate::store::outbox::{COLUMNS, FAILED, OutcomeColumns, PENDING, RawRow, Rows, last_outcomes};
+use crate::store::{Backlog, VoiceOutcome};
 
 /// Adds a pending row for each job whose message has none yet.
 pub(super) fn insert(conn: &Connection, jobs: &[VoiceJob]) -> Result<(), rusqlite::Error> {
@@ -111,5 +111,19 @@ pub(super) fn retry_failed(conn: &Connection) -> Result<usize, rusqlite::Error> 
         "UPDATE telegram_bots_voice_outbox SET status = ?1, attempts = 0,
          updated_at = CURRENT_TIMESTAMP WHERE status = ?2",
         params![PENDING, FAILED],
+    )
+}
+
+/// The pending rows' count and oldest arrival.
+pub(super) fn backlog(conn: &Connection) -> Result<Backlog, rusqlite::Error> {
+    conn.query_row(
+        "SELECT count(*), min(received_at_ms) FROM telegram_bots_voice_outbox WHERE status = ?1",
+        [PENDING],
+        |r| {
+            Ok(Backlog {
+                pending: r.get::<_, i64>(0)?.max(0) as u64,
+                oldest_ms: r.get(1)?,
+            })
+        },
     )
 }
