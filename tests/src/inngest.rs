@@ -52,6 +52,8 @@ struct State {
     events: Vec<ReceivedEvent>,
     seen_ids: HashSet<String>,
     failures: VecDeque<Failure>,
+    /// Every request fails this way while set.
+    failing: Option<Failure>,
     requests: usize,
     next_id: u64,
 }
@@ -105,6 +107,12 @@ impl InngestReceiver {
         self.lock().failures.push_back(failure);
     }
 
+    /// Every request to `/e/...` fails this way until called again with `None` (an
+    /// outage).
+    pub fn set_failing(&self, failure: Option<Failure>) {
+        self.lock().failing = failure;
+    }
+
     /// The environment a service needs to send here.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
@@ -140,7 +148,8 @@ fn handle_send(
 ) -> Option<(u16, Value)> {
     let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
     state.requests += 1;
-    match state.failures.pop_front() {
+    let failing = state.failing.clone();
+    match state.failures.pop_front().or(failing) {
         Some(Failure::Drop) => return None,
         Some(Failure::Status(status)) => {
             return Some((

@@ -11,6 +11,7 @@
 //! - [`conformance`]: the health-surface suite that both runtimes must pass unchanged.
 
 pub mod bench;
+pub mod chaos;
 pub mod conformance;
 pub mod e2e;
 pub mod e2e_store;

@@ -34,15 +34,7 @@ impl TestS3 {
         let root = temp_dir("telegram-bots-s3");
         for attempt in 0.. {
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-            let mut command = Command::new(&exe);
-            command
-                .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
-                .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-                .arg(&root)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            die_with_parent(&mut command, libc::SIGKILL);
-            let mut child = command.spawn().expect("start s3s-fs");
+            let mut child = spawn(&exe, addr, &root);
             if wait_for_port(addr, Duration::from_secs(20)) {
                 let s3 = TestS3 {
                     child,
@@ -64,6 +56,23 @@ impl TestS3 {
             assert!(attempt < 3, "s3s-fs did not start listening on {addr}");
         }
         unreachable!()
+    }
+
+    /// Stops the server (the objects stay): S3 is unavailable until [`TestS3::resume`].
+    pub fn pause(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same address and objects.
+    pub fn resume(&mut self) {
+        let exe = find_executable("s3s-fs").expect("s3s-fs ran before");
+        self.child = spawn(&exe, self.addr, &self.root);
+        assert!(
+            wait_for_port(self.addr, Duration::from_secs(20)),
+            "s3s-fs did not start listening again on {}",
+            self.addr
+        );
     }
 
     /// `http://127.0.0.1:PORT`, for `S3_ENDPOINT`.
@@ -104,6 +113,18 @@ impl TestS3 {
             ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
         ]
     }
+}
+
+fn spawn(exe: &std::path::Path, addr: SocketAddr, root: &std::path::Path) -> Child {
+    let mut command = Command::new(exe);
+    command
+        .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
+        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    die_with_parent(&mut command, libc::SIGKILL);
+    command.spawn().expect("start s3s-fs")
 }
 
 impl Drop for TestS3 {
