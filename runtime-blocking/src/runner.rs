@@ -174,7 +174,8 @@ impl Runner {
                 }
             }
             Effect::Disconnect { conn } => {
-                if let Some(state) = lock(&self.conns).remove(&conn) {
+                let removed = lock(&self.conns).remove(&conn);
+                if let Some(state) = removed {
                     state.close();
                 }
             }
@@ -202,7 +203,8 @@ impl Runner {
 
     /// A connection failed: forget it and tell the fleet.
     fn lost(self: &Arc<Self>, conn: ConnId) {
-        if let Some(state) = lock(&self.conns).remove(&conn) {
+        let removed = lock(&self.conns).remove(&conn);
+        if let Some(state) = removed {
             state.close();
             self.feed(|f| f.handle_disconnected(conn, now(), &mut OsRandom));
         }
@@ -292,7 +294,8 @@ impl Runner {
         // Its threads end after their current request, unwaited for: a voice message
         // under way stays pending in the outbox for the next start.
         drop(lock(&self.pool).take());
-        for (_, conn) in lock(&self.conns).drain() {
+        let conns: Vec<_> = lock(&self.conns).drain().collect();
+        for (_, conn) in conns {
             conn.close();
         }
     }

@@ -161,7 +161,8 @@ impl Runtime {
                 }
             }
             Effect::Disconnect { conn } => {
-                if let Some(state) = self.conns.borrow_mut().remove(&conn) {
+                let removed = self.conns.borrow_mut().remove(&conn);
+                if let Some(state) = removed {
                     state.close();
                 }
             }
@@ -185,7 +186,8 @@ impl Runtime {
 
     /// A connection failed: forget it and tell the fleet.
     pub(crate) fn lost(self: &Rc<Self>, conn: ConnId) {
-        if let Some(state) = self.conns.borrow_mut().remove(&conn) {
+        let removed = self.conns.borrow_mut().remove(&conn);
+        if let Some(state) = removed {
             state.close();
             self.feed(|f| f.handle_disconnected(conn, now(), &mut OsRandom));
         }
