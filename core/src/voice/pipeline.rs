@@ -29,6 +29,9 @@ pub type JobId = u64;
 /// Retries of a transient failure: full jitter over 1 s doubling to 5 min.
 const RETRY_BASE: Duration = Duration::from_secs(1);
 const RETRY_CAP: Duration = Duration::from_secs(300);
+/// The longest wait a server's `Retry-After` (or Telegram's FLOOD_WAIT) is granted: a
+/// broken or hostile answer must not park a message for days.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
 /// How many of each step may be in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -516,7 +519,7 @@ impl Pipeline {
         self.stats.retried += 1;
         let j = self.jobs.get_mut(&id).expect("a job of this pipeline");
         let delay = backoff::full_jitter(RETRY_BASE, RETRY_CAP, j.job.attempts, random)
-            .max(failure.retry_after.unwrap_or_default());
+            .max(failure.retry_after.unwrap_or_default().min(RETRY_AFTER_CAP));
         j.job.attempts = j.job.attempts.saturating_add(1);
         if step != "outbox" {
             let retry = VoiceOutcome::Retry {
@@ -672,6 +675,16 @@ mod tests {
             at >= t0 + Duration::from_secs(30),
             "Retry-After is honoured"
         );
+        // Within reason: a day's Retry-After waits an hour.
+        let mut q = Pipeline::new(PipelineLimits::default());
+        q.add(job("ws_2", 1), None);
+        let Some(VoiceEffect::Download { id: other, .. }) = poll(&mut q) else {
+            panic!()
+        };
+        let mut day = Failure::transient("429");
+        day.retry_after = Some(Duration::from_secs(86_400));
+        q.downloaded(other, Err(day), t0, &mut random);
+        assert_eq!(q.poll_timeout(), Some(t0 + RETRY_AFTER_CAP));
         p.handle_timeout(at);
         assert!(
             matches!(poll(&mut p), Some(VoiceEffect::Download { .. })),
