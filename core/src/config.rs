@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use base64::Engine as _;
 
 use crate::secret::{Secret, SecretUrl};
+use crate::updates::MediaKinds;
 
 /// Where the health server listens unless `HEALTH_ADDR` says otherwise.
 pub const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:8002";
@@ -47,6 +48,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("AWS_SECRET_ACCESS_KEY", "S3 secret access key (secret)"),
     ("S3_BUCKET", "bucket for voice messages"),
     ("S3_REGION", "S3 region (default us-east-1)"),
+    (
+        "MEDIA_KINDS",
+        "what counts as a voice message: voice (default), plus audio and video_note, comma-separated",
+    ),
     (
         "S3_ENDPOINT",
         "URL of an S3-compatible store instead of AWS",
@@ -113,6 +118,8 @@ pub struct Config {
     pub s3_bucket: Option<String>,
     pub s3_region: String,
     pub s3_endpoint: Option<String>,
+    /// Which media go through the voice pipeline.
+    pub media_kinds: MediaKinds,
     pub telegram_api_id: Option<i32>,
     pub telegram_api_hash: Option<Secret<String>>,
     pub bots_file: Option<String>,
@@ -196,6 +203,9 @@ impl Config {
                 .parse("S3_REGION", |v| Ok(v.to_owned()))
                 .unwrap_or_else(|| "us-east-1".to_owned()),
             s3_endpoint: p.parse("S3_ENDPOINT", parse_http_url),
+            media_kinds: p
+                .parse("MEDIA_KINDS", MediaKinds::parse)
+                .unwrap_or_default(),
             telegram_api_id: p.parse("TELEGRAM_API_ID", parse_api_id),
             telegram_api_hash: p.parse("TELEGRAM_API_HASH", parse_api_hash),
             bots_file: p.parse("BOTS_FILE", |v| Ok(v.to_owned())),

@@ -2,6 +2,8 @@
 //! says whether an update can be applied, is a duplicate, or shows a gap to fill with
 //! `updates.getDifference`.
 
+use std::collections::BTreeSet;
+
 use grammers_tl_types::{enums, types};
 
 /// The update state that must survive a restart.
@@ -34,6 +36,70 @@ pub struct VoiceFile {
     pub size: i64,
     pub mime_type: String,
     pub duration_seconds: i32,
+    pub kind: MediaKind,
+}
+
+/// What a message's audio is: a voice message, an audio file, or a round video message
+/// (whose sound is transcribed as well).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MediaKind {
+    #[default]
+    Voice,
+    Audio,
+    VideoNote,
+}
+
+impl MediaKind {
+    pub const ALL: [MediaKind; 3] = [MediaKind::Voice, MediaKind::Audio, MediaKind::VideoNote];
+
+    /// The name in the configuration, the outbox and the event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Voice => "voice",
+            MediaKind::Audio => "audio",
+            MediaKind::VideoNote => "video_note",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<MediaKind> {
+        MediaKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// Which kinds a deployment hands on as voice messages: voice messages always, audio
+/// files and round video messages when asked for (`MEDIA_KINDS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MediaKinds {
+    pub audio: bool,
+    pub video_notes: bool,
+}
+
+impl MediaKinds {
+    pub fn accepts(self, kind: MediaKind) -> bool {
+        match kind {
+            MediaKind::Voice => true,
+            MediaKind::Audio => self.audio,
+            MediaKind::VideoNote => self.video_notes,
+        }
+    }
+
+    /// A comma-separated list of kinds (`voice`, `audio`, `video_note`); `voice` must be
+    /// among them.
+    pub fn parse(list: &str) -> Result<MediaKinds, String> {
+        let mut kinds = BTreeSet::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let kind = MediaKind::parse(name)
+                .ok_or_else(|| format!("unknown kind {name:?} (voice, audio, video_note)"))?;
+            kinds.insert(kind);
+        }
+        if !kinds.contains(&MediaKind::Voice) {
+            return Err("voice messages cannot be left out: list voice".into());
+        }
+        Ok(MediaKinds {
+            audio: kinds.contains(&MediaKind::Audio),
+            video_notes: kinds.contains(&MediaKind::VideoNote),
+        })
+    }
 }
 
 /// A chat, with its kind: Telegram numbers users, basic groups and channels (which
@@ -136,6 +202,8 @@ pub fn incoming(message: &enums::Message) -> Option<IncomingMessage> {
     })
 }
 
+/// The audio of a message: a voice message, an audio file or a round video message
+/// (which of them are handed on is the bot's configuration).
 fn voice(media: &enums::MessageMedia) -> Option<VoiceFile> {
     let enums::MessageMedia::Document(d) = media else {
         return None;
@@ -143,13 +211,18 @@ fn voice(media: &enums::MessageMedia) -> Option<VoiceFile> {
     let Some(enums::Document::Document(doc)) = &d.document else {
         return None;
     };
-    let audio = doc.attributes.iter().find_map(|a| match a {
-        enums::DocumentAttribute::Audio(a) if a.voice => Some(a),
+    let found = doc.attributes.iter().find_map(|a| match a {
+        enums::DocumentAttribute::Audio(a) if a.voice || d.voice => {
+            Some((MediaKind::Voice, a.duration))
+        }
+        enums::DocumentAttribute::Audio(a) => Some((MediaKind::Audio, a.duration)),
+        enums::DocumentAttribute::Video(v) if v.round_message || d.round => {
+            Some((MediaKind::VideoNote, v.duration.round() as i32))
+        }
         _ => None,
     });
-    if !d.voice && audio.is_none() {
-        return None;
-    }
+    // A voice message without its audio attribute still is one.
+    let (kind, duration) = found.or(d.voice.then_some((MediaKind::Voice, 0)))?;
     Some(VoiceFile {
         document_id: doc.id,
         access_hash: doc.access_hash,
@@ -157,7 +230,8 @@ fn voice(media: &enums::MessageMedia) -> Option<VoiceFile> {
         dc_id: doc.dc_id,
         size: doc.size,
         mime_type: doc.mime_type.clone(),
-        duration_seconds: audio.map_or(0, |a| a.duration),
+        duration_seconds: duration,
+        kind,
     })
 }
 
@@ -340,6 +414,30 @@ fn pts_update(update: &enums::Update) -> Option<PtsUpdate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_kinds_parse_with_voice_always_among_them() {
+        assert_eq!(MediaKinds::parse("voice"), Ok(MediaKinds::default()));
+        assert_eq!(
+            MediaKinds::parse(" voice , audio,video_note "),
+            Ok(MediaKinds {
+                audio: true,
+                video_notes: true
+            })
+        );
+        assert!(
+            MediaKinds::parse("audio")
+                .unwrap_err()
+                .contains("list voice")
+        );
+        assert!(
+            MediaKinds::parse("voice,video")
+                .unwrap_err()
+                .contains("\"video\"")
+        );
+        assert!(!MediaKinds::default().accepts(MediaKind::Audio));
+        assert!(MediaKinds::default().accepts(MediaKind::Voice));
+    }
 
     #[test]
     fn pts_rule() {

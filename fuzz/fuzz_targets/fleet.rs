@@ -54,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
                             api_id: 1,
                             api_hash: Secret::new("0123456789abcdef0123456789abcdef".into()),
                             default_dc: 1 + i32::from(i % 2),
+                            media: Default::default(),
                         },
                         record: None,
                         refused: None,

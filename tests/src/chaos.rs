@@ -21,7 +21,7 @@ use crate::e2e_store::{VoiceSinks, on_postgres};
 use crate::fake_dc::channels::ChannelPost;
 use crate::fake_dc::crypto::sha256;
 use crate::fake_dc::fault::{Fault, FaultKind};
-use crate::fake_dc::messages::{Content, NewMessage, hex};
+use crate::fake_dc::messages::{Content, NewMessage, VoiceForm, hex};
 use crate::inngest::Failure;
 use crate::postgres::PgCluster;
 use crate::service::Service;
@@ -104,6 +104,7 @@ impl Run<'_> {
             seed: self.seed,
             bytes: None,
             dc: None,
+            form: VoiceForm::Voice,
         };
         let user = 1000 + self.rng.below(50) as i64;
         if self.rng.below(10) == 0 {
@@ -272,6 +273,13 @@ pub fn voice_messages_survive_chaos(binary: &Path, setting: Setting) {
     }
     run.send(per_phase);
     std::thread::sleep(Duration::from_secs(3));
+    if run.sinks.is_some() {
+        assert!(
+            run.service().wait_for_log("s3: ", Duration::from_secs(60)),
+            "no object was attempted during the S3 outage:\n{}",
+            tail(&run.service().logs(), 30)
+        );
+    }
     if let Some(sinks) = &mut run.sinks {
         sinks.s3.resume();
     }
@@ -280,6 +288,15 @@ pub fn voice_messages_survive_chaos(binary: &Path, setting: Setting) {
         sinks.inngest.set_failing(Some(Failure::Status(500)));
     }
     run.send(per_phase / 2);
+    if run.sinks.is_some() {
+        // S3's backlog drains first, so the outage is seen once an event is attempted.
+        assert!(
+            run.service()
+                .wait_for_log("inngest: ", Duration::from_secs(60)),
+            "no event was attempted during the Inngest outage:\n{}",
+            tail(&run.service().logs(), 30)
+        );
+    }
     let mut killed = run.service.take().unwrap();
     killed.signal(libc::SIGKILL);
     killed.wait_exit(Duration::from_secs(10));

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::fake_dc::FakeTelegram;
 use crate::fake_dc::fault::{Fault, FaultKind};
-use crate::fake_dc::world::{Content, NewMessage};
+use crate::fake_dc::world::{Content, NewMessage, VoiceForm};
 use crate::http;
 use crate::process::temp_dir;
 use crate::service::Service;
@@ -313,6 +313,7 @@ pub fn messages_reach_the_right_bot(binary: &Path) {
                 seed: 5,
                 bytes: None,
                 dc: None,
+                form: VoiceForm::Voice,
             },
         })
         .unwrap();

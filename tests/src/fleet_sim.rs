@@ -17,7 +17,7 @@ use telegram_bots_core::random::Seeded;
 use telegram_bots_core::record::{BotRecord, Commit, SessionRecord};
 use telegram_bots_core::secret::Secret;
 use telegram_bots_core::session::Now;
-use telegram_bots_core::updates::UpdateState;
+use telegram_bots_core::updates::{MediaKinds, UpdateState};
 use telegram_bots_core::voice::{Failure, ObjectLocation, VoiceJob, VoiceKey, VoiceOutcome};
 
 use crate::fake_dc::FakeTelegram;
@@ -77,6 +77,8 @@ pub struct Sim {
     pub store_failures: VecDeque<Failure>,
     pub publish_failures: VecDeque<Failure>,
     pub outbox_failures: VecDeque<String>,
+    /// Which media the bots hand on as voice messages.
+    pub media: MediaKinds,
 }
 
 impl std::fmt::Debug for Sim {
@@ -111,6 +113,7 @@ pub fn config(ws: &str, token: &str) -> BotConfig {
         api_id: crate::fake_dc::TEST_API_ID,
         api_hash: Secret::new(crate::fake_dc::TEST_API_HASH.into()),
         default_dc: 1,
+        media: Default::default(),
     }
 }
 
@@ -145,6 +148,7 @@ impl Sim {
             store_failures: VecDeque::new(),
             publish_failures: VecDeque::new(),
             outbox_failures: VecDeque::new(),
+            media: MediaKinds::default(),
         };
         sim.fleet.health_mut().set_serving();
         sim
@@ -157,7 +161,10 @@ impl Sim {
                 let ws = format!("ws_{i}");
                 WantedBot {
                     record: self.durable.get(&ws).cloned(),
-                    config: config(&ws, &token(i)),
+                    config: BotConfig {
+                        media: self.media,
+                        ..config(&ws, &token(i))
+                    },
                     refused: None,
                 }
             })

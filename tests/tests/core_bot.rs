@@ -15,7 +15,7 @@ use telegram_bots_core::session::Now;
 use telegram_bots_core::updates::{IncomingMessage, Peer};
 use telegram_bots_tests::fake_dc::FakeTelegram;
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
-use telegram_bots_tests::fake_dc::world::{Content, NewMessage, Push};
+use telegram_bots_tests::fake_dc::world::{Content, NewMessage, Push, VoiceForm};
 use telegram_bots_tests::memory_net::{MemoryNet, real_now};
 
 const TOKEN: &str = "7000001:AAcore-bot";
@@ -70,6 +70,7 @@ fn bot_config(token: &str) -> BotConfig {
         api_id: telegram_bots_tests::fake_dc::TEST_API_ID,
         api_hash: Secret::new(telegram_bots_tests::fake_dc::TEST_API_HASH.into()),
         default_dc: 1,
+        media: Default::default(),
     }
 }
 
@@ -306,6 +307,7 @@ impl Sim {
                     seed: 1,
                     bytes: None,
                     dc: None,
+                    form: VoiceForm::Voice,
                 },
             })
             .unwrap()

@@ -7,14 +7,20 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use telegram_bots_core::fleet::{FleetEvent, FleetSettings};
+use telegram_bots_core::updates::MediaKinds;
 use telegram_bots_core::voice::{Failure, VoiceOutcome};
 use telegram_bots_tests::fake_dc::crypto::sha256;
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
-use telegram_bots_tests::fake_dc::messages::{Content, NewMessage, Sent, hex};
+use telegram_bots_tests::fake_dc::messages::{Content, NewMessage, Sent, VoiceForm, hex};
 use telegram_bots_tests::fleet_sim::{OutboxRow, Sim};
 
 /// A voice message of `size` bytes from user 5 to bot `i`, in their private chat.
 fn voice(sim: &Sim, i: usize, size: usize, seed: u64) -> Sent {
+    sound(sim, i, VoiceForm::Voice, "audio/ogg", size, seed)
+}
+
+/// A file with sound in `form`, from user 5 to bot `i`, in their private chat.
+fn sound(sim: &Sim, i: usize, form: VoiceForm, mime: &str, size: usize, seed: u64) -> Sent {
     sim.telegram
         .send_message(NewMessage {
             bot: format!("bot{i}"),
@@ -23,10 +29,11 @@ fn voice(sim: &Sim, i: usize, size: usize, seed: u64) -> Sent {
             content: Content::Voice {
                 size,
                 duration: 7,
-                mime_type: "audio/ogg".into(),
+                mime_type: mime.into(),
                 seed,
                 bytes: None,
                 dc: None,
+                form,
             },
         })
         .unwrap()
@@ -301,4 +308,52 @@ fn a_stop_waits_for_the_voice_messages_under_way() {
     sim.run();
     assert!(done(&sim, sent.message_id));
     assert!(sim.fleet.is_stopped());
+}
+
+#[test]
+fn audio_files_and_round_videos_count_only_where_the_deployment_says_so() {
+    // By default only voice messages: the others are plain messages, with no outbox row.
+    let mut sim = running(1);
+    let audio = sound(&sim, 0, VoiceForm::Audio, "audio/mpeg", 3000, 10);
+    let round = sound(&sim, 0, VoiceForm::RoundVideo, "video/mp4", 4000, 11);
+    sim.run();
+    assert_eq!(sim.delivered["ws_0"], [audio.message_id, round.message_id]);
+    assert!(sim.outbox.is_empty(), "{:?}", sim.outbox);
+    assert!(sim.published.is_empty());
+
+    // MEDIA_KINDS=voice,audio,video_note: all three go through, each named by its kind.
+    let mut sim = Sim::new(1, FleetSettings::default());
+    sim.media = MediaKinds {
+        audio: true,
+        video_notes: true,
+    };
+    let wanted = sim.wanted(0..1);
+    sim.set_wanted(wanted);
+    let sent = [
+        (
+            sound(&sim, 0, VoiceForm::Audio, "audio/mpeg", 3000, 12),
+            "audio",
+            "mp3",
+        ),
+        (
+            sound(&sim, 0, VoiceForm::RoundVideo, "video/mp4", 4000, 13),
+            "video_note",
+            "mp4",
+        ),
+        (voice(&sim, 0, 2000, 14), "voice", "ogg"),
+    ];
+    sim.run();
+    for (sent, kind, extension) in sent {
+        assert!(done(&sim, sent.message_id), "{kind}");
+        assert_eq!(object(&sim, sent.message_id).0, sent.sha256.unwrap());
+        let event = sim
+            .published
+            .iter()
+            .find(|e| e["data"]["message_id"] == sent.message_id)
+            .unwrap();
+        assert_eq!(event["data"]["kind"], kind);
+        assert_eq!(event["data"]["duration"], 7);
+        let key = event["data"]["s3"]["key"].as_str().unwrap();
+        assert!(key.ends_with(&format!(".{extension}")), "{key}");
+    }
 }

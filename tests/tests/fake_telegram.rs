@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use grammers_tl_types::{enums, functions, types};
 use telegram_bots_tests::fake_dc::client::{CallError, Framing, RpcError, TestClient, test_key};
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
-use telegram_bots_tests::fake_dc::world::{Content, NewMessage, voice_bytes};
+use telegram_bots_tests::fake_dc::world::{Content, NewMessage, VoiceForm, voice_bytes};
 use telegram_bots_tests::fake_dc::{FakeTelegram, crypto};
 
 const TOKEN: &str = "7000001:AAtest-token";
@@ -52,6 +52,7 @@ fn voice(t: &FakeTelegram, size: usize, dc: Option<i32>) -> (i32, String) {
                 seed: 9,
                 bytes: None,
                 dc,
+                form: VoiceForm::Voice,
             },
         })
         .unwrap();

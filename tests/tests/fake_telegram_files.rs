@@ -8,7 +8,7 @@ use grammers_tl_types::{enums, functions, types};
 use telegram_bots_tests::fake_dc::FakeTelegram;
 use telegram_bots_tests::fake_dc::channels::ChannelPost;
 use telegram_bots_tests::fake_dc::client::{CallError, Framing, RpcError, TestClient, test_key};
-use telegram_bots_tests::fake_dc::world::{Content, NewMessage, voice_bytes};
+use telegram_bots_tests::fake_dc::world::{Content, NewMessage, VoiceForm, voice_bytes};
 
 const TOKEN: &str = "7000001:AAfiles-test";
 
@@ -34,6 +34,7 @@ fn voice(seed: u64) -> Content {
         seed,
         bytes: None,
         dc: None,
+        form: VoiceForm::Voice,
     }
 }
 

@@ -11,7 +11,7 @@ use telegram_bots_tests::fake_dc::client::{
     CallError, Framing, TestClient, init_connection, test_key,
 };
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
-use telegram_bots_tests::fake_dc::world::{Content, NewMessage};
+use telegram_bots_tests::fake_dc::world::{Content, NewMessage, VoiceForm};
 use telegram_bots_tests::fake_dc::{FakeTelegram, TEST_API_ID};
 
 const TOKEN: &str = "7000001:AAupdates-test";
@@ -153,6 +153,7 @@ fn updates_come_in_the_shapes_telegram_sends() {
             seed,
             bytes: None,
             dc: None,
+            form: VoiceForm::Voice,
         },
     };
     t.send_message(voice(1)).unwrap();

@@ -146,6 +146,7 @@ fn voice(chat: Peer, message_id: i32) -> IncomingMessage {
         date: 1_795_651_200,
         text: String::new(),
         voice: Some(VoiceFile {
+            kind: telegram_bots_core::updates::MediaKind::Voice,
             document_id: 5_551_234_567,
             access_hash: -8_765_432_101,
             file_reference: FILE_REFERENCE.to_vec(),

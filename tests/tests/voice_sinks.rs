@@ -38,6 +38,7 @@ fn job(workspace: &str, chat: Peer, message_id: i32, size: usize) -> VoiceJob {
         from_user_id: Some(789),
         date: 1_795_651_200 + message_id, // 2026-11-26
         file: VoiceFile {
+            kind: telegram_bots_core::updates::MediaKind::Voice,
             document_id: 1,
             access_hash: 2,
             file_reference: vec![3],

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::backoff;
 use crate::random::Random;
 use crate::record::{BotRecord, Commit, CommitId};
-use crate::updates::IncomingMessage;
+use crate::updates::{IncomingMessage, MediaKinds};
 
 /// The first retry of a failed commit comes after up to this long, doubling to
 /// [`RETRY_CAP`].
@@ -21,6 +21,8 @@ const RETRY_CAP: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
 pub(super) struct Commits {
+    /// Which media are handed on as voice messages; others go as plain messages.
+    media: MediaKinds,
     next_id: CommitId,
     session_dirty: bool,
     updates_dirty: bool,
@@ -36,6 +38,13 @@ pub(super) struct Commits {
 }
 
 impl Commits {
+    pub(super) fn new(media: MediaKinds) -> Commits {
+        Commits {
+            media,
+            ..Commits::default()
+        }
+    }
+
     pub(super) fn session_changed(&mut self) {
         self.session_dirty = true;
     }
@@ -48,7 +57,16 @@ impl Commits {
         self.channels_dirty = true;
     }
 
-    pub(super) fn push_message(&mut self, message: IncomingMessage) {
+    /// A received message: the one place where what counts as a voice message is decided,
+    /// so that the outbox, the pipeline and the log agree.
+    pub(super) fn push_message(&mut self, mut message: IncomingMessage) {
+        if message
+            .voice
+            .as_ref()
+            .is_some_and(|v| !self.media.accepts(v.kind))
+        {
+            message.voice = None;
+        }
         self.messages.push(message);
     }
 

@@ -40,6 +40,7 @@ use crate::random::Random;
 use crate::record::{BotRecord, CommitId, SessionRecord};
 use crate::secret::Secret;
 use crate::session::{Now, RequestId, Session, SessionConfig, SessionError, SessionEvent};
+use crate::updates::MediaKinds;
 
 use self::commits::Commits;
 
@@ -52,6 +53,8 @@ pub struct BotConfig {
     pub api_hash: Secret<String>,
     /// The DC to try first when the record has no home DC.
     pub default_dc: i32,
+    /// Which media count as voice messages (voice messages only, by default).
+    pub media: MediaKinds,
 }
 
 impl BotConfig {
@@ -173,7 +176,7 @@ impl Bot {
         let record = record.filter(|r| r.session.user_id.is_none_or(|id| Some(id) == token_user));
         Bot {
             record: record.unwrap_or_default(),
-            commits: Commits::default(),
+            commits: Commits::new(config.media),
             config,
             session_config,
             state: BotState::Stopped,

@@ -102,6 +102,7 @@ impl VoiceJob {
             ("chat-id", self.key.chat.id().to_string()),
             ("message-id", self.key.message_id.to_string()),
             ("duration-seconds", self.file.duration_seconds.to_string()),
+            ("media-kind", self.file.kind.as_str().to_owned()),
         ]
     }
 
@@ -118,6 +119,7 @@ impl VoiceJob {
                 "message_id": self.key.message_id,
                 "from_user_id": self.from_user_id,
                 "date": self.date,
+                "kind": self.file.kind.as_str(),
                 "duration": self.file.duration_seconds,
                 "mime_type": self.file.mime_type,
                 "size": self.file.size,
@@ -235,6 +237,7 @@ mod tests {
             from_user_id: Some(789),
             date: 1_795_651_200, // 2026-11-26T00:00:00Z
             file: VoiceFile {
+                kind: crate::updates::MediaKind::Voice,
                 document_id: 1,
                 access_hash: 2,
                 file_reference: vec![3],

@@ -580,6 +580,7 @@ mod tests {
             from_user_id: Some(42),
             date: 1_795_651_200,
             file: VoiceFile {
+                kind: crate::updates::MediaKind::Voice,
                 document_id: 1,
                 access_hash: 2,
                 file_reference: vec![],

@@ -12,6 +12,7 @@ use telegram_bots_core::fleet::WantedBot;
 use telegram_bots_core::rsa::RsaPublicKey;
 use telegram_bots_core::secret::Secret;
 use telegram_bots_core::session::{ClientInfo, SessionConfig};
+use telegram_bots_core::updates::MediaKinds;
 
 use crate::store::{Integration, StorePlace};
 use crate::voice_sink::Sinks;
@@ -37,6 +38,8 @@ pub struct BotDefaults {
     /// `TELEGRAM_API_ID` and `TELEGRAM_API_HASH`, when both are set.
     pub api: Option<(i32, Secret<String>)>,
     pub default_dc: i32,
+    /// Which media count as voice messages.
+    pub media: MediaKinds,
 }
 
 impl BotDefaults {
@@ -68,6 +71,7 @@ impl BotDefaults {
                         api_hash,
                         // Any DC will do: a bot homed elsewhere is redirected.
                         default_dc: self.default_dc,
+                        media: self.media,
                     },
                     record: Some(i.record),
                     refused,
@@ -113,6 +117,7 @@ pub fn plan(config: &Config, bots_file: Option<&str>) -> Result<Plan, String> {
                 .keys()
                 .next()
                 .expect("at least one DC"),
+            media: config.media_kinds,
         },
         store: StorePlace::from_config(config)?,
         bots_file,

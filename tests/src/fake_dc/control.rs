@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::Shared;
 use super::channels::ChannelPost;
 use super::fault::Fault;
-use super::world::{Content, NewMessage, Sent};
+use super::world::{Content, NewMessage, Sent, VoiceForm};
 use crate::json_server::{JsonServer, Request};
 
 /// The line `fake-telegram` prints when it is ready (also `GET /info`).
@@ -153,6 +153,16 @@ fn content(v: &Value) -> Result<Content, String> {
                 seed: optional_integer(voice, "seed")?.unwrap_or(size as i64) as u64,
                 bytes,
                 dc: optional_i32(voice, "dc")?,
+                form: match voice["form"].as_str() {
+                    None | Some("voice") => VoiceForm::Voice,
+                    Some("audio") => VoiceForm::Audio,
+                    Some("round_video") => VoiceForm::RoundVideo,
+                    Some(other) => {
+                        return Err(format!(
+                            "`voice.form` {other:?}: voice, audio or round_video"
+                        ));
+                    }
+                },
             })
         }
         _ => Err("exactly one of `text` (a string) or `voice` (an object) is required".into()),

@@ -40,7 +40,22 @@ pub enum Content {
         bytes: Option<Vec<u8>>,
         /// The DC the file lives on (the receiver's home DC when `None`).
         dc: Option<i32>,
+        /// A voice message, an audio file, or a round video message.
+        form: VoiceForm,
     },
+}
+
+/// The shape a file with sound is sent in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VoiceForm {
+    /// A voice message: `documentAttributeAudio` with `voice`, `messageMediaDocument.voice`.
+    #[default]
+    Voice,
+    /// An audio file: `documentAttributeAudio` without `voice`.
+    Audio,
+    /// A round video message: `documentAttributeVideo` with `round_message`,
+    /// `messageMediaDocument.round`.
+    RoundVideo,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,7 +117,7 @@ impl World {
         default_dc: i32,
         receivers: BTreeSet<UserId>,
     ) -> Result<(String, Option<enums::MessageMedia>, Option<String>), String> {
-        let (size, duration, mime_type, seed, bytes, dc) = match content {
+        let (size, duration, mime_type, seed, bytes, dc, form) = match content {
             Content::Text(text) => return Ok((text.clone(), None, None)),
             Content::Voice {
                 size,
@@ -111,7 +126,8 @@ impl World {
                 seed,
                 bytes,
                 dc,
-            } => (size, duration, mime_type, seed, bytes, dc),
+                form,
+            } => (size, duration, mime_type, seed, bytes, dc, *form),
         };
         let bytes = bytes.clone().unwrap_or_else(|| voice_bytes(*seed, *size));
         let dc = dc.unwrap_or(default_dc);
@@ -120,12 +136,29 @@ impl World {
         }
         let sha = hex(&sha256(&[&bytes]));
         let (id, access_hash) = (self.fresh_id(), self.fresh_id());
-        let audio = types::DocumentAttributeAudio {
-            voice: true,
-            duration: *duration,
-            title: None,
-            performer: None,
-            waveform: None,
+        let attribute = match form {
+            VoiceForm::Voice | VoiceForm::Audio => {
+                enums::DocumentAttribute::Audio(types::DocumentAttributeAudio {
+                    voice: form == VoiceForm::Voice,
+                    duration: *duration,
+                    title: None,
+                    performer: None,
+                    waveform: None,
+                })
+            }
+            VoiceForm::RoundVideo => {
+                enums::DocumentAttribute::Video(types::DocumentAttributeVideo {
+                    round_message: true,
+                    supports_streaming: false,
+                    nosound: false,
+                    duration: f64::from(*duration),
+                    w: 384,
+                    h: 384,
+                    preload_prefix_size: None,
+                    video_start_ts: None,
+                    video_codec: None,
+                })
+            }
         };
         // The reference is filled in whenever the message is handed out.
         let doc = tl_defaults::document(
@@ -136,7 +169,7 @@ impl World {
             mime_type.clone(),
             bytes.len() as i64,
             dc,
-            vec![enums::DocumentAttribute::Audio(audio)],
+            vec![attribute],
         );
         self.files.insert(
             id,
@@ -150,7 +183,8 @@ impl World {
             },
         );
         let mut media = tl_defaults::message_media_document();
-        media.voice = true;
+        media.voice = form == VoiceForm::Voice;
+        media.round = form == VoiceForm::RoundVideo;
         media.document = Some(enums::Document::Document(doc));
         Ok((
             String::new(),

@@ -13,7 +13,7 @@ use smol::channel::Sender;
 use super::channels::Channel;
 use super::fault::{Fault, FaultKind};
 pub use super::files::StoredFile;
-pub use super::messages::{Content, LogEntry, NewMessage, Sent, hex, voice_bytes};
+pub use super::messages::{Content, LogEntry, NewMessage, Sent, VoiceForm, hex, voice_bytes};
 use super::salts::{Salts, now_millis};
 use super::settings::Settings;
 use super::tl_defaults;

@@ -29,6 +29,7 @@ on_both_back_ends!(
 /// The file of voice message `n`: every field its own, the reference bytes not text.
 fn file(n: i32) -> VoiceFile {
     VoiceFile {
+        kind: telegram_bots_core::updates::MediaKind::ALL[n as usize % 3],
         document_id: 5_000_000_000 + i64::from(n),
         access_hash: -7_000_000_000 * i64::from(n),
         file_reference: vec![0, 0xff, n as u8, 0x80, 0x7f],

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use telegram_bots_core::record::Commit;
-use telegram_bots_core::updates::{Peer, VoiceFile};
+use telegram_bots_core::updates::{MediaKind, Peer, VoiceFile};
 use telegram_bots_core::voice::{VoiceJob, VoiceKey};
 
 use super::{VoiceOutcome, VoiceRow};
@@ -18,7 +18,7 @@ pub const FAILED: &str = "failed";
 /// The columns a row is read with, in [`RawRow`]'s order (both back ends).
 pub const COLUMNS: &str = "workspace_id, chat_kind, chat_id, message_id, from_user_id, date, \
      document_id, access_hash, file_reference, dc_id, size, mime_type, duration_seconds, \
-     received_at_ms, attempts, status, last_error, object_key";
+     received_at_ms, attempts, status, last_error, object_key, media_kind";
 
 /// Which rows a read returns.
 #[derive(Clone, Copy, Debug)]
@@ -138,6 +138,7 @@ pub struct RawRow {
     pub status: String,
     pub last_error: Option<String>,
     pub object_key: Option<String>,
+    pub media_kind: String,
 }
 
 impl RawRow {
@@ -147,6 +148,12 @@ impl RawRow {
             format!(
                 "voice outbox row of workspace {:?}, message {}: unknown chat kind {:?}",
                 self.workspace_id, self.message_id, self.chat_kind
+            )
+        })?;
+        let kind = MediaKind::parse(&self.media_kind).ok_or_else(|| {
+            format!(
+                "voice outbox row of workspace {:?}, message {}: unknown media kind {:?}",
+                self.workspace_id, self.message_id, self.media_kind
             )
         })?;
         Ok(VoiceRow {
@@ -166,6 +173,7 @@ impl RawRow {
                     size: self.size,
                     mime_type: self.mime_type,
                     duration_seconds: self.duration_seconds,
+                    kind,
                 },
                 received_at_ms: self.received_at_ms,
                 attempts: u32::try_from(self.attempts).unwrap_or(0),
@@ -200,6 +208,7 @@ mod tests {
             date: 1_700_000_000,
             text: String::new(),
             voice: voice.then(|| VoiceFile {
+                kind: telegram_bots_core::updates::MediaKind::Voice,
                 document_id: 1,
                 access_hash: 2,
                 file_reference: vec![reference],

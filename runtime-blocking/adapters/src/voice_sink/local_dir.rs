@@ -120,6 +120,7 @@ mod tests {
             from_user_id: None,
             date: 1_795_651_200, // 2026-11-26
             file: VoiceFile {
+                kind: telegram_bots_core::updates::MediaKind::Voice,
                 document_id: 1,
                 access_hash: 2,
                 file_reference: vec![],

@@ -406,6 +406,7 @@ mod tests {
                 from_user_id: None,
                 date: 0,
                 file: VoiceFile {
+                    kind: telegram_bots_core::updates::MediaKind::Voice,
                     document_id: 1,
                     access_hash: 2,
                     file_reference: vec![],

@@ -22,19 +22,21 @@ pub(super) fn insert(
     let from_user_id: Vec<Option<i64>> = jobs.iter().map(|j| j.from_user_id).collect();
     let file_reference: Vec<&[u8]> = jobs.iter().map(|j| &j.file.file_reference[..]).collect();
     let mime_type: Vec<&str> = jobs.iter().map(|j| j.file.mime_type.as_str()).collect();
+    let media_kind: Vec<&str> = jobs.iter().map(|j| j.file.kind.as_str()).collect();
     // WITH ORDINALITY and ORDER BY: rows get their `seq` in the jobs' order.
     tx.execute_typed(
         "INSERT INTO telegram_bots_voice_outbox (workspace_id, chat_kind, chat_id, message_id,
          from_user_id, date, document_id, access_hash, file_reference, dc_id, size, mime_type,
-         duration_seconds, received_at_ms)
+         duration_seconds, received_at_ms, media_kind)
          SELECT workspace_id, chat_kind, chat_id, message_id, from_user_id, date, document_id,
-         access_hash, file_reference, dc_id, size, mime_type, duration_seconds, received_at_ms
+         access_hash, file_reference, dc_id, size, mime_type, duration_seconds, received_at_ms,
+         media_kind
          FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::int8[], $6::int4[],
                      $7::int8[], $8::int8[], $9::bytea[], $10::int4[], $11::int8[], $12::text[],
-                     $13::int4[], $14::int8[])
+                     $13::int4[], $14::int8[], $15::text[])
          WITH ORDINALITY AS j(workspace_id, chat_kind, chat_id, message_id, from_user_id, date,
               document_id, access_hash, file_reference, dc_id, size, mime_type,
-              duration_seconds, received_at_ms, n)
+              duration_seconds, received_at_ms, media_kind, n)
          ORDER BY n
          ON CONFLICT DO NOTHING",
         &[
@@ -52,6 +54,7 @@ pub(super) fn insert(
             (&mime_type, Type::TEXT_ARRAY),
             (&column32(|j| j.file.duration_seconds), Type::INT4_ARRAY),
             (&column(|j| j.received_at_ms), Type::INT8_ARRAY),
+            (&media_kind, Type::TEXT_ARRAY),
         ],
     )?;
     Ok(())
@@ -133,6 +136,7 @@ pub(super) fn read(
             status: r.get(15),
             last_error: r.get(16),
             object_key: r.get(17),
+            media_kind: r.get(18),
         })
         .collect())
 }

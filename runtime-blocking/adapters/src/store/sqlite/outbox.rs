@@ -14,8 +14,8 @@ pub(super) fn insert(conn: &Connection, jobs: &[VoiceJob]) -> Result<(), rusqlit
     let mut insert = conn.prepare_cached(
         "INSERT INTO telegram_bots_voice_outbox (workspace_id, chat_kind, chat_id, message_id,
          from_user_id, date, document_id, access_hash, file_reference, dc_id, size, mime_type,
-         duration_seconds, received_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         duration_seconds, received_at_ms, media_kind)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT DO NOTHING",
     )?;
     for job in jobs {
@@ -35,6 +35,7 @@ pub(super) fn insert(conn: &Connection, jobs: &[VoiceJob]) -> Result<(), rusqlit
             file.mime_type,
             file.duration_seconds,
             job.received_at_ms,
+            file.kind.as_str(),
         ])?;
     }
     Ok(())
@@ -100,6 +101,7 @@ pub(super) fn read(
             status: r.get(15)?,
             last_error: r.get(16)?,
             object_key: r.get(17)?,
+            media_kind: r.get(18)?,
         })
     })?;
     rows.collect()
