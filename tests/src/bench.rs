@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use crate::http;
 use crate::service::Service;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+/// The `p`-quantile (0..=1) of sorted samples.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 

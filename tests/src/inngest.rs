@@ -16,6 +16,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
@@ -36,6 +37,8 @@ pub struct ReceivedEvent {
     pub data: Value,
     /// An event with this `id` had been accepted before: it would start no function.
     pub duplicate: bool,
+    /// When the receiver accepted it.
+    pub received_at: Instant,
 }
 
 /// A scripted failure for the next request to `/e/...`.
@@ -95,6 +98,11 @@ impl InngestReceiver {
     /// Every accepted event, in order of arrival.
     pub fn events(&self) -> Vec<ReceivedEvent> {
         self.lock().events.clone()
+    }
+
+    /// The accepted events from the `from`-th on (for a reader that keeps its place).
+    pub fn events_from(&self, from: usize) -> Vec<ReceivedEvent> {
+        self.lock().events.get(from..).unwrap_or_default().to_vec()
     }
 
     /// Number of requests to `/e/...`, failed ones included.
@@ -232,5 +240,6 @@ fn parse_event(event: Value) -> Result<ReceivedEvent, String> {
         v,
         data,
         duplicate: false,
+        received_at: Instant::now(),
     })
 }

@@ -28,3 +28,4 @@ pub mod process;
 pub mod s3;
 pub mod service;
 pub mod store;
+pub mod voice_bench;

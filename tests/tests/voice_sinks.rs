@@ -213,9 +213,13 @@ fn s3_refusals_are_permanent_and_overload_is_transient() {
     let (retry_after, reason) =
         transient(S3Store::new(&settings).unwrap().put(&job, &audio(4, 100)));
     assert_eq!(retry_after, Some(Duration::from_secs(3)));
+    // S3's error code comes with the status.
     assert_eq!(
         reason,
-        format!("S3 put {}: 503 Service Unavailable", job.object_key())
+        format!(
+            "S3 put {}: 503 Service Unavailable SlowDown",
+            job.object_key()
+        )
     );
 }
 

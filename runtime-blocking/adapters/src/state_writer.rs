@@ -24,7 +24,7 @@ use telegram_bots_core::voice::{JobId, VoiceKey, VoiceOutcome};
 use crate::store::Store;
 
 /// The shortest time between two writes.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The result of one write.
 #[derive(Clone, Debug, PartialEq, Eq)]

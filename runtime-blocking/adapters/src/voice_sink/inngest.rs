@@ -12,7 +12,7 @@ use serde_json::Value;
 use telegram_bots_core::secret::Secret;
 
 use super::error::{excerpt, status_text};
-use super::{EventSink, SinkError, event_bytes, retry_after, tls};
+use super::{EventSink, SinkError, event_bytes, http, retry_after};
 
 /// A sender of events to one Inngest event endpoint.
 pub struct InngestSink {
@@ -34,27 +34,11 @@ impl fmt::Debug for InngestSink {
 impl InngestSink {
     /// For the whole of one request, connecting included.
     pub const TIMEOUT: Duration = Duration::from_secs(15);
-    /// For the connection alone.
-    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
     /// A sender to `base_url` (no trailing `/`: the configuration trims it) with
     /// `event_key`; nothing is sent yet. `timeout` bounds each request.
     pub fn new(base_url: &str, event_key: &Secret<String>, timeout: Duration) -> InngestSink {
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(timeout.min(Self::CONNECT_TIMEOUT)))
-            // Every status is an answer to classify, not an error.
-            .http_status_as_error(false)
-            // A redirect is not followed: the key would travel to wherever it points.
-            .max_redirects(0)
-            .tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .unversioned_rustls_crypto_provider(tls::provider())
-                    .build(),
-            )
-            .build();
         InngestSink {
-            agent: ureq::Agent::new_with_config(config),
+            agent: http::agent(timeout),
             url: Secret::new(format!("{base_url}/e/{}", path_segment(event_key.expose()))),
             key: event_key.clone(),
             base_url: base_url.to_owned(),
@@ -82,12 +66,7 @@ impl InngestSink {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry_after::parse(v, SystemTime::now()));
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(16 * 1024)
-            .read_to_string()
-            .unwrap_or_default();
+        let body = http::drain(&mut response, 16 * 1024);
         let reason = match status {
             401 | 403 => format!("Inngest: {status} event key refused"),
             413 => "Inngest: 413 event too large".to_owned(),
@@ -117,26 +96,13 @@ impl EventSink for InngestSink {
             .send(&event_bytes(event)[..]);
         match result {
             Ok(mut response) if response.status().is_success() => {
-                // Read to the end, so that the connection goes back to the pool.
-                let _ = response
-                    .body_mut()
-                    .with_config()
-                    .limit(64 * 1024)
-                    .read_to_vec();
+                http::drain(&mut response, 64 * 1024);
                 Ok(())
             }
             Ok(response) => Err(self.refused(response)),
             Err(error) => {
                 let reason = self.redact(&format!("Inngest: {error}"));
-                Err(match error {
-                    // The URL itself is wrong: only a new configuration helps.
-                    ureq::Error::BadUri(_)
-                    | ureq::Error::Http(_)
-                    | ureq::Error::RequireHttpsOnly(_)
-                    | ureq::Error::InvalidProxyUrl => SinkError::permanent(reason),
-                    // Down, unreachable, slow, reset, TLS trouble: another try may do.
-                    _ => SinkError::transient(reason),
-                })
+                Err(http::transport_error(&error, reason))
             }
         }
     }

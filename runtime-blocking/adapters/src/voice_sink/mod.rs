@@ -25,6 +25,7 @@ use crate::state_writer::StateWriter;
 
 mod error;
 pub mod events_file;
+mod http;
 pub mod inngest;
 pub mod local_dir;
 pub mod pool;
