@@ -19,6 +19,10 @@ pub const DEFAULT_HEALTH_ADDR: &str = "0.0.0.0:8002";
 pub const DEFAULT_DATA_DIR: &str = "telegram-bots-data";
 /// Inngest Cloud's event endpoint.
 pub const DEFAULT_INNGEST_BASE_URL: &str = "https://inn.gs";
+/// Three calls in flight keep up with hundreds of voice messages a second to a nearby S3
+/// and Inngest, and keep the production process at eight threads whatever the fleet's
+/// size; far-away endpoints (tens of ms a call) want more.
+pub const DEFAULT_VOICE_SINK_THREADS: usize = 3;
 
 /// Every variable the service reads, for `--help` and the README.
 pub const VARIABLES: &[(&str, &str)] = &[
@@ -55,6 +59,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "S3_ENDPOINT",
         "URL of an S3-compatible store instead of AWS",
+    ),
+    (
+        "VOICE_SINK_THREADS",
+        "threads making the S3 and Inngest calls, 1 to 64 (default 3)",
     ),
     ("TELEGRAM_API_ID", "Telegram API id (a positive integer)"),
     (
@@ -120,6 +128,8 @@ pub struct Config {
     pub s3_endpoint: Option<String>,
     /// Which media go through the voice pipeline.
     pub media_kinds: MediaKinds,
+    /// Threads making the sinks' blocking calls (S3, Inngest, or the local files).
+    pub voice_sink_threads: usize,
     pub telegram_api_id: Option<i32>,
     pub telegram_api_hash: Option<Secret<String>>,
     pub bots_file: Option<String>,
@@ -206,6 +216,9 @@ impl Config {
             media_kinds: p
                 .parse("MEDIA_KINDS", MediaKinds::parse)
                 .unwrap_or_default(),
+            voice_sink_threads: p
+                .parse("VOICE_SINK_THREADS", parse_sink_threads)
+                .unwrap_or(DEFAULT_VOICE_SINK_THREADS),
             telegram_api_id: p.parse("TELEGRAM_API_ID", parse_api_id),
             telegram_api_hash: p.parse("TELEGRAM_API_HASH", parse_api_hash),
             bots_file: p.parse("BOTS_FILE", |v| Ok(v.to_owned())),
@@ -333,6 +346,13 @@ fn parse_dc_addrs(v: &str) -> Result<BTreeMap<i32, SocketAddr>, String> {
     Ok(dcs)
 }
 
+fn parse_sink_threads(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("{v:?} is not a number of threads from 1 to 64")),
+    }
+}
+
 fn parse_api_id(v: &str) -> Result<i32, String> {
     match v.parse::<i32>() {
         Ok(id) if id > 0 => Ok(id),
@@ -380,6 +400,17 @@ mod tests {
         ] {
             let err = parse(&[("TELEGRAM_DC_ADDRS", bad)]).unwrap_err();
             assert_eq!(err.0[0].variable, "TELEGRAM_DC_ADDRS", "{bad}");
+        }
+    }
+
+    #[test]
+    fn sink_threads_are_a_small_count() {
+        assert_eq!(parse(&[]).unwrap().voice_sink_threads, 3);
+        let c = parse(&[("VOICE_SINK_THREADS", "16")]).unwrap();
+        assert_eq!(c.voice_sink_threads, 16);
+        for bad in ["0", "65", "many", "-1"] {
+            let err = parse(&[("VOICE_SINK_THREADS", bad)]).unwrap_err();
+            assert_eq!(err.0[0].variable, "VOICE_SINK_THREADS", "{bad}");
         }
     }
 

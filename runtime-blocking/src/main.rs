@@ -50,7 +50,14 @@ fn main() -> ExitCode {
         }
     };
     let fleet = Fleet::new(FleetSettings::default(), plan.session_config.clone());
-    let runner = match Runner::start(fleet, plan.dcs, plan.bind, writer_store, plan.sinks) {
+    let runner = match Runner::start(
+        fleet,
+        plan.dcs,
+        plan.bind,
+        writer_store,
+        plan.sinks,
+        plan.sink_threads,
+    ) {
         Ok(runner) => runner,
         Err(e) => {
             tracing::error!("cannot start the state writer or the voice sinks' threads: {e}");

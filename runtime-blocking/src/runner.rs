@@ -68,14 +68,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Runner {
-    /// The runner, with its state writer started over `store` and the sinks' pool over
-    /// `sinks`.
+    /// The runner, with its state writer started over `store` and the sinks' pool of
+    /// `sink_threads` over `sinks`.
     pub fn start(
         fleet: Fleet,
         dcs: BTreeMap<i32, SocketAddr>,
         bind: Option<IpAddr>,
         store: Box<dyn Store>,
         sinks: Sinks,
+        sink_threads: usize,
     ) -> io::Result<Arc<Runner>> {
         let voice_room = VoiceRoom::default();
         voice_room.store(fleet.voice_room(), Ordering::Relaxed);
@@ -101,7 +102,7 @@ impl Runner {
         })?;
         *lock(&runner.writer) = Some(writer);
         let weak = Arc::downgrade(&runner);
-        let pool = SinkPool::start(sinks, pool::THREADS, pool::CAPACITY, move |done| {
+        let pool = SinkPool::start(sinks, sink_threads, pool::CAPACITY, move |done| {
             if let Some(runner) = weak.upgrade() {
                 runner.feed(|f| done.feed(f, now(), &mut OsRandom));
             }

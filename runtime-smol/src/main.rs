@@ -56,14 +56,14 @@ fn main() -> ExitCode {
 
     let ex = Rc::new(LocalExecutor::new());
     let fleet = Fleet::new(FleetSettings::default(), plan.session_config.clone());
-    let sinks = plan.sinks;
+    let (sinks, sink_threads) = (plan.sinks, plan.sink_threads);
     let rt = match Runtime::new(
         ex.clone(),
         fleet,
         plan.dcs,
         plan.bind,
         |on_written| StateWriter::start(writer_store, on_written),
-        |on_done| SinkPool::start(sinks, pool::THREADS, pool::CAPACITY, on_done),
+        |on_done| SinkPool::start(sinks, sink_threads, pool::CAPACITY, on_done),
     ) {
         Ok(rt) => rt,
         Err(e) => {

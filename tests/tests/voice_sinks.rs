@@ -17,7 +17,7 @@ use telegram_bots_adapters::voice_sink::{
     EventSink, InngestSink, ObjectLocation, ObjectStore, S3Settings, S3Store, SinkDone, SinkError,
     SinkPool, SinkTask, Sinks, pool,
 };
-use telegram_bots_core::config::Config;
+use telegram_bots_core::config::{Config, DEFAULT_VOICE_SINK_THREADS};
 use telegram_bots_core::secret::Secret;
 use telegram_bots_core::updates::{Peer, VoiceFile};
 use telegram_bots_core::voice::{EVENT_NAME, VoiceJob, VoiceKey};
@@ -538,9 +538,12 @@ fn through_the_pool(
     jobs: &[(VoiceJob, Vec<u8>)],
 ) -> Vec<(VoiceJob, ObjectLocation, Value)> {
     let (tx, rx) = mpsc::channel();
-    let pool = SinkPool::start(sinks, pool::THREADS, pool::CAPACITY, move |done| {
-        tx.send(done).unwrap()
-    })
+    let pool = SinkPool::start(
+        sinks,
+        DEFAULT_VOICE_SINK_THREADS,
+        pool::CAPACITY,
+        move |done| tx.send(done).unwrap(),
+    )
     .unwrap();
     for (id, (job, bytes)) in jobs.iter().enumerate() {
         pool.submit(SinkTask::Store {

@@ -30,6 +30,8 @@ pub struct Plan {
     pub bots_file: Option<String>,
     /// Where voice messages go.
     pub sinks: Sinks,
+    /// How many threads make the sinks' calls.
+    pub sink_threads: usize,
 }
 
 /// What every bot shares: the app it logs in as, and the DC it tries first.
@@ -122,5 +124,6 @@ pub fn plan(config: &Config, bots_file: Option<&str>) -> Result<Plan, String> {
         store: StorePlace::from_config(config)?,
         bots_file,
         sinks: Sinks::from_config(config)?,
+        sink_threads: config.voice_sink_threads,
     })
 }

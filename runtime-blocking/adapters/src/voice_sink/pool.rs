@@ -21,9 +21,6 @@ use telegram_bots_core::voice::{Failure, VoiceJob};
 
 use super::{ObjectLocation, SinkError, Sinks};
 
-/// How many workers the service runs: a few calls in flight are enough to keep up with
-/// the fleet's voice messages, and the executor hands over tasks without waiting.
-pub const THREADS: usize = 4;
 /// How many tasks the pool holds at once (each `Store` holds a voice file's bytes).
 pub const CAPACITY: usize = 32;
 
