@@ -587,6 +587,12 @@ fn wrap_init(client: &ClientInfo, query: &[u8]) -> Vec<u8> {
     .to_bytes()
 }
 
+/// `invokeWithoutUpdates(query)`: Telegram pushes no updates to the connection that
+/// carries it (a media connection's, whose updates would duplicate the home one's).
+pub fn without_updates(query: &[u8]) -> Vec<u8> {
+    functions::InvokeWithoutUpdates { query: Raw(query) }.to_bytes()
+}
+
 /// Already serialized bytes, written as they are.
 struct Raw<'a>(&'a [u8]);
 

@@ -3,7 +3,7 @@
 //! (objects, events) whose failures a test scripts: what `core_fleet` and `core_voice`
 //! drive.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -79,6 +79,12 @@ pub struct Sim {
     pub outbox_failures: VecDeque<String>,
     /// Which media the bots hand on as voice messages.
     pub media: MediaKinds,
+    /// The DC of every connection asked for.
+    pub conn_dcs: BTreeMap<ConnId, i32>,
+    /// DCs that refuse new connections (down).
+    pub refused_dcs: BTreeSet<i32>,
+    /// DCs whose answers are lost (a DC that stopped answering on open connections).
+    pub muted_dcs: BTreeSet<i32>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -120,7 +126,12 @@ pub fn config(ws: &str, token: &str) -> BotConfig {
 impl Sim {
     /// A fake DC with bots 0..n and a fleet with these settings (nothing wanted yet).
     pub fn new(n: usize, settings: FleetSettings) -> Sim {
-        let telegram = FakeTelegram::start(1).unwrap();
+        Sim::with_dcs(n, 1, settings)
+    }
+
+    /// The same with `dcs` DCs (ids 1..=dcs; the bots' home is DC 1).
+    pub fn with_dcs(n: usize, dcs: usize, settings: FleetSettings) -> Sim {
+        let telegram = FakeTelegram::start(dcs).unwrap();
         for i in 0..n {
             telegram.add_bot(&token(i), &format!("bot{i}")).unwrap();
         }
@@ -149,6 +160,9 @@ impl Sim {
             publish_failures: VecDeque::new(),
             outbox_failures: VecDeque::new(),
             media: MediaKinds::default(),
+            conn_dcs: BTreeMap::new(),
+            refused_dcs: BTreeSet::new(),
+            muted_dcs: BTreeSet::new(),
         };
         sim.fleet.health_mut().set_serving();
         sim
@@ -256,6 +270,9 @@ impl Sim {
             let Some((conn, answer)) = self.net.poll_push(&self.telegram) else {
                 return;
             };
+            if self.is_muted(&conn) {
+                continue;
+            }
             for frame in answer.frames {
                 self.fleet
                     .handle_input(conn, &frame, self.now, &mut self.random);
@@ -272,6 +289,12 @@ impl Sim {
         match effect {
             Effect::Connect { conn, dc } => {
                 self.connects.push((self.now.instant, conn));
+                self.conn_dcs.insert(conn, dc);
+                if self.refused_dcs.contains(&dc) {
+                    return self
+                        .fleet
+                        .handle_disconnected(conn, self.now, &mut self.random);
+                }
                 self.net.connect(&self.telegram, conn, dc);
                 self.fleet
                     .handle_connected(conn, self.now, &mut self.random);
@@ -280,6 +303,7 @@ impl Sim {
                 None => self
                     .fleet
                     .handle_disconnected(conn, self.now, &mut self.random),
+                Some(_) if self.is_muted(&conn) => {}
                 Some(answer) => {
                     for frame in answer.frames {
                         self.fleet
@@ -299,6 +323,39 @@ impl Sim {
             } => self.handed.push((bot, workspace_id, commit)),
             voice => self.voice_handed.push(voice),
         }
+    }
+
+    fn is_muted(&self, conn: &ConnId) -> bool {
+        self.conn_dcs
+            .get(conn)
+            .is_some_and(|dc| self.muted_dcs.contains(dc))
+    }
+
+    /// The open connections to `dc`.
+    pub fn open_on(&self, dc: i32) -> Vec<ConnId> {
+        self.conn_dcs
+            .iter()
+            .filter(|(conn, d)| **d == dc && self.net.is_open(conn))
+            .map(|(conn, _)| *conn)
+            .collect()
+    }
+
+    /// How many connections to `dc` were asked for so far.
+    pub fn connects_to(&self, dc: i32) -> usize {
+        self.connects
+            .iter()
+            .filter(|(_, conn)| self.conn_dcs.get(conn) == Some(&dc))
+            .count()
+    }
+
+    /// `dc` closes every connection to it (a restart of the DC, a network cut).
+    pub fn drop_dc(&mut self, dc: i32) {
+        for conn in self.open_on(dc) {
+            self.net.disconnect(&self.telegram, &conn);
+            self.fleet
+                .handle_disconnected(conn, self.now, &mut self.random);
+        }
+        self.run();
     }
 
     /// Answers a voice effect as S3, Inngest and the outbox would (or as scripted).

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use telegram_bots_core::fleet::{FleetEvent, FleetSettings};
+use telegram_bots_core::fleet::{BotState, FleetEvent, FleetSettings};
 use telegram_bots_core::updates::MediaKinds;
 use telegram_bots_core::voice::{Failure, VoiceOutcome};
 use telegram_bots_tests::fake_dc::crypto::sha256;
@@ -17,6 +17,26 @@ use telegram_bots_tests::fleet_sim::{OutboxRow, Sim};
 /// A voice message of `size` bytes from user 5 to bot `i`, in their private chat.
 fn voice(sim: &Sim, i: usize, size: usize, seed: u64) -> Sent {
     sound(sim, i, VoiceForm::Voice, "audio/ogg", size, seed)
+}
+
+/// A voice message whose file Telegram keeps on DC `dc`.
+fn voice_on(sim: &Sim, i: usize, size: usize, seed: u64, dc: i32) -> Sent {
+    sim.telegram
+        .send_message(NewMessage {
+            bot: format!("bot{i}"),
+            chat_id: 5,
+            from_user_id: 5,
+            content: Content::Voice {
+                size,
+                duration: 7,
+                mime_type: "audio/ogg".into(),
+                seed,
+                bytes: None,
+                dc: Some(dc),
+                form: VoiceForm::Voice,
+            },
+        })
+        .unwrap()
 }
 
 /// A file with sound in `form`, from user 5 to bot `i`, in their private chat.
@@ -356,4 +376,274 @@ fn audio_files_and_round_videos_count_only_where_the_deployment_says_so() {
         let key = event["data"]["s3"]["key"].as_str().unwrap();
         assert!(key.ends_with(&format!(".{extension}")), "{key}");
     }
+}
+
+/// Bot 0 running against DCs 1 (its home) and 2.
+fn running_with_dc2() -> Sim {
+    let mut sim = Sim::with_dcs(1, 2, FleetSettings::default());
+    let wanted = sim.wanted(0..1);
+    sim.set_wanted(wanted);
+    assert_eq!(sim.running(), 1);
+    sim
+}
+
+/// The fake DC's count of calls to `method`.
+fn calls(sim: &Sim, method: &str) -> u64 {
+    sim.telegram
+        .world()
+        .stats
+        .calls
+        .get(method)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn handshakes(sim: &Sim) -> u64 {
+    sim.telegram.world().stats.handshakes
+}
+
+#[test]
+fn a_voice_file_on_another_dc_is_fetched_over_a_media_connection() {
+    let mut sim = running_with_dc2();
+    let before = handshakes(&sim);
+    let sent = voice_on(&sim, 0, 3 * 128 * 1024 + 1000, 20, 2);
+    sim.run();
+
+    assert!(
+        done(&sim, sent.message_id),
+        "{:?}",
+        row(&sim, sent.message_id)
+    );
+    assert_eq!(
+        object(&sim, sent.message_id),
+        (sent.sha256.unwrap(), 1),
+        "byte-exact"
+    );
+    assert_eq!(sim.connects_to(2), 1, "one media connection");
+    assert_eq!(sim.open_on(2).len(), 1, "kept open for the next file");
+    assert_eq!(sim.open_on(1).len(), 1, "the home connection stays");
+    assert_eq!(handshakes(&sim) - before, 1, "a key for DC 2");
+    assert_eq!(calls(&sim, "auth.exportAuthorization"), 1);
+    assert_eq!(calls(&sim, "auth.importAuthorization"), 1);
+    assert_eq!(
+        calls(&sim, "auth.importBotAuthorization"),
+        1,
+        "the token logs in on the home DC only"
+    );
+    assert!(
+        sim.durable["ws_0"].session.auth_keys.contains_key(&2),
+        "the DC-2 key is committed"
+    );
+    assert_eq!(sim.durable["ws_0"].session.home_dc, Some(1));
+    assert_eq!(sim.fleet.health().voice.stats.retried, 0);
+}
+
+#[test]
+fn a_second_file_on_that_dc_reuses_its_connection_and_key() {
+    let mut sim = running_with_dc2();
+    let first = voice_on(&sim, 0, 200_000, 21, 2);
+    sim.run();
+    assert!(done(&sim, first.message_id));
+    let before = handshakes(&sim);
+    let second = voice_on(&sim, 0, 300_000, 22, 2);
+    sim.run();
+    assert!(done(&sim, second.message_id));
+    assert_eq!(object(&sim, second.message_id).0, second.sha256.unwrap());
+    assert_eq!(sim.connects_to(2), 1, "the same connection");
+    assert_eq!(handshakes(&sim), before, "no second handshake");
+    assert_eq!(
+        calls(&sim, "auth.importAuthorization"),
+        1,
+        "no second import"
+    );
+}
+
+#[test]
+fn after_a_restart_the_stored_key_of_the_media_dc_is_used() {
+    let mut sim = running_with_dc2();
+    let first = voice_on(&sim, 0, 5000, 23, 2);
+    sim.run();
+    assert!(done(&sim, first.message_id));
+    sim.crash(FleetSettings::default());
+    let before = handshakes(&sim);
+    let wanted = sim.wanted(0..1);
+    sim.set_wanted(wanted);
+    let second = voice_on(&sim, 0, 5000, 24, 2);
+    sim.run();
+    assert!(done(&sim, second.message_id));
+    assert_eq!(object(&sim, second.message_id).0, second.sha256.unwrap());
+    assert_eq!(
+        handshakes(&sim),
+        before,
+        "neither the home key nor the DC-2 key is made again"
+    );
+    assert_eq!(
+        calls(&sim, "auth.importBotAuthorization"),
+        1,
+        "no second login"
+    );
+}
+
+#[test]
+fn a_lost_media_connection_ends_its_download_for_a_retry_and_nothing_else() {
+    let mut sim = running_with_dc2();
+    let first = voice_on(&sim, 0, 5000, 25, 2);
+    sim.run();
+    assert!(done(&sim, first.message_id));
+    let home = sim.open_on(1);
+    let states = sim.events.len();
+
+    // DC 2 stops answering with a chunk in flight, then drops the connection.
+    sim.muted_dcs.insert(2);
+    let sent = voice_on(&sim, 0, 400_000, 26, 2);
+    sim.run();
+    assert!(!done(&sim, sent.message_id));
+    sim.drop_dc(2);
+    sim.muted_dcs.clear();
+    assert!(
+        matches!(&row(&sim, sent.message_id).outcome, Some(VoiceOutcome::Retry { error }) if error.contains("lost")),
+        "{:?}",
+        row(&sim, sent.message_id)
+    );
+    // The updates go on on the home connection meanwhile.
+    let text = sim.telegram.send_text("bot0", 5, "still here").unwrap();
+    sim.run();
+    assert!(sim.delivered["ws_0"].contains(&text.message_id));
+
+    sim.advance_until(Duration::from_secs(120), |s| done(s, sent.message_id));
+    assert_eq!(object(&sim, sent.message_id).0, sent.sha256.unwrap());
+    assert_eq!(sim.open_on(1), home, "the home connection is untouched");
+    assert_eq!(sim.connects_to(1), 1);
+    assert!(
+        !sim.events[states..]
+            .iter()
+            .any(|e| matches!(e, FleetEvent::State { .. })),
+        "the bot's state never changed"
+    );
+    assert_eq!(
+        sim.connects_to(2),
+        2,
+        "a new media connection for the retry"
+    );
+}
+
+#[test]
+fn an_idle_media_connection_is_closed() {
+    let mut sim = running_with_dc2();
+    let sent = voice_on(&sim, 0, 5000, 27, 2);
+    sim.run();
+    assert!(done(&sim, sent.message_id));
+    let start = sim.now.instant;
+    assert_eq!(sim.open_on(2).len(), 1);
+    sim.advance_until(Duration::from_secs(180), |s| s.open_on(2).is_empty());
+    let idle = sim.now.instant - start;
+    assert!(
+        idle >= telegram_bots_core::bot::MEDIA_IDLE && idle < Duration::from_secs(90),
+        "{idle:?}"
+    );
+    assert_eq!(sim.open_on(1).len(), 1, "the home connection stays");
+    assert_eq!(sim.state("ws_0"), BotState::Running);
+}
+
+#[test]
+fn a_media_dc_that_is_down_backs_off_and_the_bot_keeps_receiving() {
+    let mut sim = running_with_dc2();
+    sim.refused_dcs.insert(2);
+    let start = sim.now.instant;
+    let sent = voice_on(&sim, 0, 5000, 28, 2);
+    sim.run();
+    assert!(row(&sim, sent.message_id).is_pending());
+    // Ten minutes of DC 2 down: a bounded number of tries, and the bot runs on.
+    sim.advance_until(Duration::from_secs(700), |s| {
+        s.now.instant - start >= Duration::from_secs(600)
+    });
+    let tries = sim.connects_to(2);
+    assert!((2..=16).contains(&tries), "{tries} connects to DC 2");
+    let text = sim.telegram.send_text("bot0", 5, "still here").unwrap();
+    sim.run();
+    assert!(sim.delivered["ws_0"].contains(&text.message_id));
+    assert_eq!(sim.state("ws_0"), BotState::Running);
+    assert_eq!(
+        sim.connects_to(1),
+        1,
+        "the home connection was never touched"
+    );
+    assert!(row(&sim, sent.message_id).is_pending(), "not given up");
+
+    sim.refused_dcs.clear();
+    sim.advance_until(Duration::from_secs(700), |s| done(s, sent.message_id));
+    assert_eq!(object(&sim, sent.message_id).0, sent.sha256.unwrap());
+}
+
+#[test]
+fn a_chunk_without_an_answer_times_out_and_is_retried() {
+    let mut sim = running(1);
+    let mut stall = Fault::new(FaultKind::Stall)
+        .for_bot("bot0")
+        .for_method("upload.getFile");
+    stall.millis = 3_600_000;
+    sim.telegram.add_fault(stall).unwrap();
+    let start = sim.now.instant;
+    let sent = voice(&sim, 0, 5000, 29);
+    sim.run();
+    assert!(!done(&sim, sent.message_id));
+    sim.advance_until(Duration::from_secs(300), |s| done(s, sent.message_id));
+    assert!(sim.now.instant - start >= telegram_bots_core::bot::REQUEST_TIMEOUT);
+    assert_eq!(row(&sim, sent.message_id).retries, 1);
+    assert_eq!(object(&sim, sent.message_id).0, sent.sha256.unwrap());
+    assert_eq!(sim.connects_to(1), 1, "on the same connection");
+}
+
+#[test]
+fn a_refused_media_key_is_dropped_and_made_again() {
+    let mut sim = running_with_dc2();
+    sim.telegram
+        .add_fault(
+            Fault::new(FaultKind::AuthKeyUnregistered).for_method("auth.importAuthorization"),
+        )
+        .unwrap();
+    let before = handshakes(&sim);
+    let sent = voice_on(&sim, 0, 5000, 30, 2);
+    sim.run();
+    assert!(row(&sim, sent.message_id).is_pending());
+    assert!(
+        !sim.durable["ws_0"].session.auth_keys.contains_key(&2),
+        "the refused key is dropped"
+    );
+    sim.advance_until(Duration::from_secs(120), |s| done(s, sent.message_id));
+    assert_eq!(handshakes(&sim) - before, 2, "a new key for DC 2");
+    assert!(sim.durable["ws_0"].session.auth_keys.contains_key(&2));
+    assert_eq!(calls(&sim, "auth.importBotAuthorization"), 1);
+}
+
+#[test]
+fn a_file_migrate_to_the_home_dc_or_nowhere_is_no_loop() {
+    let mut sim = running(1);
+    let mut home = Fault::new(FaultKind::RpcError)
+        .for_bot("bot0")
+        .for_method("upload.getFile");
+    (home.code, home.message) = (303, "FILE_MIGRATE_1".into());
+    sim.telegram.add_fault(home).unwrap();
+    let sent = voice(&sim, 0, 5000, 31);
+    sim.run();
+    assert!(row(&sim, sent.message_id).is_pending(), "transient");
+    sim.advance_until(Duration::from_secs(60), |s| done(s, sent.message_id));
+
+    let mut nowhere = Fault::new(FaultKind::RpcError)
+        .for_bot("bot0")
+        .for_method("upload.getFile");
+    (nowhere.code, nowhere.message) = (303, "FILE_MIGRATE_0".into());
+    sim.telegram.add_fault(nowhere).unwrap();
+    let sent = voice(&sim, 0, 5000, 32);
+    sim.run();
+    assert!(
+        matches!(
+            row(&sim, sent.message_id).outcome,
+            Some(VoiceOutcome::Failed { .. })
+        ),
+        "{:?}",
+        row(&sim, sent.message_id)
+    );
+    assert_eq!(sim.connects_to(1), 1);
+    assert_eq!(sim.connects.len(), 1, "no media connection was opened");
 }

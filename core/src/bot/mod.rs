@@ -16,15 +16,19 @@
 //!
 //! Every connection has a number; what a runtime reports about a connection the bot has
 //! already left (a write that failed on it, its close) is ignored, so a stale report can
-//! neither start a second backoff nor leave a deadline behind.
+//! neither start a second backoff nor leave a deadline behind. Besides its home
+//! connection a bot may hold media connections to other DCs, for files stored there
+//! ([`media`]); their numbers come from the same counter.
 
 mod channels;
 mod commits;
 mod download;
+mod media;
 mod output;
 mod sync;
 
-pub use self::download::{CHUNK, MAX_FILE};
+pub use self::download::{CHUNK, MAX_FILE, REQUEST_TIMEOUT};
+pub use self::media::{MAX_MEDIA_DCS, MEDIA_IDLE};
 pub use self::output::{BotOutput, ConnNo, Warning};
 
 use std::collections::VecDeque;
@@ -96,6 +100,8 @@ enum Call {
     GetFile(crate::voice::JobId),
     /// The message again, for a fresh file reference.
     RefetchMessage(crate::voice::JobId),
+    /// The login, for a media connection to this DC.
+    ExportAuthorization(i32),
 }
 
 /// One bot.
@@ -106,7 +112,10 @@ pub struct Bot {
     record: BotRecord,
     commits: Commits,
     state: BotState,
+    /// The home connection's number.
     conn: ConnNo,
+    /// The last connection number handed out, home or media.
+    last_conn: ConnNo,
     link: Link,
     calls: Vec<(RequestId, Call)>,
     /// Failed connection attempts since the bot last ran stably.
@@ -129,6 +138,10 @@ pub struct Bot {
     channel_syncs: Vec<i64>,
     /// Voice files being downloaded.
     downloads: Vec<download::Download>,
+    /// Connections to other DCs, for files stored there.
+    media: Vec<media::Media>,
+    /// DCs whose media connection failed lately.
+    media_backoff: Vec<media::Backoff>,
     /// Access hashes of channels seen in updates' chat lists.
     channel_hashes: Vec<(i64, i64)>,
     /// Updates that arrived during a sync, replayed after it.
@@ -157,6 +170,7 @@ impl fmt::Debug for Bot {
             .field("attempts", &self.attempts)
             .field("held", &self.held.len())
             .field("downloads", &self.downloads.len())
+            .field("media", &self.media)
             .field("commits", &self.commits)
             .finish_non_exhaustive()
     }
@@ -181,6 +195,7 @@ impl Bot {
             session_config,
             state: BotState::Stopped,
             conn: 0,
+            last_conn: 0,
             link: Link::None,
             calls: Vec::new(),
             attempts: 0,
@@ -193,6 +208,8 @@ impl Bot {
             backlogged: false,
             channel_syncs: Vec::new(),
             downloads: Vec::new(),
+            media: Vec::new(),
+            media_backoff: Vec::new(),
             channel_hashes: Vec::new(),
             held: VecDeque::new(),
             held_dropped: false,
@@ -279,7 +296,7 @@ impl Bot {
 
     fn connect(&mut self) {
         self.close();
-        self.conn = self.conn.wrapping_add(1);
+        self.conn = self.next_conn();
         self.link = Link::Opening;
         self.set_state(BotState::Connecting, None);
         let dc = self.home_dc();
@@ -287,15 +304,22 @@ impl Bot {
             conn: self.conn,
             dc,
             handshake: !self.record.session.auth_keys.contains_key(&dc),
+            media: false,
         });
     }
 
-    /// Leaves the current connection, if any.
+    fn next_conn(&mut self) -> ConnNo {
+        self.last_conn = self.last_conn.wrapping_add(1);
+        self.last_conn
+    }
+
+    /// Leaves the current connection, if any, and every media connection with it.
     fn close(&mut self) {
         if !matches!(self.link, Link::None) {
             self.out
                 .push_back(BotOutput::Disconnect { conn: self.conn });
         }
+        self.close_media();
         self.link = Link::None;
         self.calls.clear();
         self.channel_syncs.clear();
@@ -306,6 +330,9 @@ impl Bot {
     /// The connection asked for by [`BotOutput::Connect`] is open.
     pub fn handle_connected(&mut self, conn: ConnNo, now: Now, random: &mut impl Random) {
         self.now = now.instant;
+        if self.is_media(conn) {
+            return self.media_connected(conn, now, random);
+        }
         if conn != self.conn || !matches!(self.link, Link::Opening) {
             return;
         }
@@ -323,6 +350,9 @@ impl Bot {
     /// Bytes read from the connection.
     pub fn handle_input(&mut self, conn: ConnNo, data: &[u8], now: Now, random: &mut impl Random) {
         self.now = now.instant;
+        if self.is_media(conn) {
+            return self.media_input(conn, data, now, random);
+        }
         if conn != self.conn {
             return;
         }
@@ -335,9 +365,14 @@ impl Bot {
     /// The connection failed, closed, or could not be opened.
     pub fn handle_disconnected(&mut self, conn: ConnNo, now: Now, random: &mut impl Random) {
         self.now = now.instant;
+        if self.is_media(conn) {
+            self.media_disconnected(conn, random);
+            return self.flush_commits();
+        }
         if conn != self.conn || matches!(self.link, Link::None) {
             return;
         }
+        self.close_media();
         self.link = Link::None;
         self.calls.clear();
         self.channel_syncs.clear();
@@ -401,6 +436,8 @@ impl Bot {
                 self.start_difference();
             }
             self.drive(random);
+            self.expire_downloads();
+            self.media_timeout(now, random);
         }
         self.flush_commits();
     }
@@ -439,6 +476,8 @@ impl Bot {
             self.check_in_at(),
             self.commits.poll_timeout(),
             self.session().and_then(Session::poll_timeout),
+            self.downloads_deadline(),
+            self.media_poll_timeout(),
         ]
         .into_iter()
         .flatten()

@@ -14,11 +14,13 @@ pub type ConnNo = u32;
 pub enum BotOutput {
     /// Open a connection to this DC, then call [`Bot::handle_connected`] (or
     /// [`Bot::handle_disconnected`] if it cannot be opened). `handshake`: there is no
-    /// key for this DC yet, so the connection starts with a handshake.
+    /// key for this DC yet, so the connection starts with a handshake. `media`: a
+    /// connection for downloads from a DC other than the home one ([`super::media`]).
     Connect {
         conn: ConnNo,
         dc: i32,
         handshake: bool,
+        media: bool,
     },
     /// Write these bytes to the connection.
     Send { conn: ConnNo, bytes: Vec<u8> },

@@ -136,6 +136,7 @@ impl Bot {
             Call::GetChannelDifference(id) => self.on_channel_difference(id, body),
             Call::GetFile(id) => self.on_file_part(id, body),
             Call::RefetchMessage(id) => self.on_refetched(id, body),
+            Call::ExportAuthorization(dc) => self.on_exported(dc, body, random),
         }
     }
 
@@ -306,7 +307,10 @@ impl Bot {
             return self.on_channel_error(id, error);
         }
         if let Call::GetFile(id) | Call::RefetchMessage(id) = call {
-            return self.on_download_error(id, error);
+            return self.on_download_error(id, error, random);
+        }
+        if let Call::ExportAuthorization(dc) = call {
+            return self.on_export_error(dc, error, random);
         }
         if let Some(dc) = error.migrate_to().filter(|_| call == Call::Login) {
             // One move per connection attempt, to a plausible DC: a DC pointing at itself

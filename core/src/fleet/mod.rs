@@ -367,10 +367,11 @@ impl Fleet {
     }
 
     pub fn handle_disconnected(&mut self, conn: ConnId, now: Now, random: &mut impl Random) {
-        if let Some(slot) = self.slots.get_mut(&conn.bot)
-            && slot.conn == Some(conn.no)
-        {
-            slot.conn = None;
+        if let Some(slot) = self.slots.get_mut(&conn.bot) {
+            if slot.conn == Some(conn.no) {
+                slot.conn = None;
+            }
+            slot.media.retain(|no| *no != conn.no);
         }
         self.with_bot(conn.bot, now, |bot| {
             bot.handle_disconnected(conn.no, now, random)

@@ -24,8 +24,10 @@ pub(super) struct Slot {
     pub(super) committed: BotRecord,
     /// The commit the store is writing, as handed out.
     pub(super) in_flight: Option<Commit>,
-    /// The connection the bot asked for and has not left.
+    /// The home connection the bot asked for and has not left.
     pub(super) conn: Option<ConnNo>,
+    /// Its media connections (downloads from other DCs) it has not left.
+    pub(super) media: Vec<ConnNo>,
     /// A connection asked for and waiting for admission.
     pub(super) parked: Option<(ConnNo, i32)>,
     /// The admission permit the bot holds while connecting and handshaking.
@@ -66,6 +68,7 @@ impl Fleet {
                 committed: record.unwrap_or_default(),
                 in_flight: None,
                 conn: None,
+                media: Vec::new(),
                 parked: None,
                 permit: None,
                 restart_at: None,
@@ -150,7 +153,22 @@ impl Fleet {
                 BotOutput::Connect {
                     conn,
                     dc,
+                    media: true,
+                    ..
+                } => {
+                    // Not through admission: the voice pipeline bounds the downloads
+                    // that open them, and the bot their number (see `bot::media`).
+                    slot.media.push(conn);
+                    self.effects.push_back(Effect::Connect {
+                        conn: ConnId { bot: id, no: conn },
+                        dc,
+                    });
+                }
+                BotOutput::Connect {
+                    conn,
+                    dc,
                     handshake,
+                    media: false,
                 } => {
                     slot.conn = Some(conn);
                     slot.parked = Some((conn, dc));
@@ -180,6 +198,7 @@ impl Fleet {
                     if slot.conn == Some(conn) {
                         slot.conn = None;
                     }
+                    slot.media.retain(|no| *no != conn);
                 }
                 BotOutput::Commit(commit) => {
                     slot.in_flight = Some(commit.clone());
@@ -311,7 +330,7 @@ impl Fleet {
         let delay = backoff::full_jitter(restart_base, restart_cap, slot.panics, &mut jitter);
         slot.panics = slot.panics.saturating_add(1);
         slot.running_since = None;
-        if let Some(no) = slot.conn.take() {
+        for no in slot.conn.take().into_iter().chain(slot.media.drain(..)) {
             self.effects.push_back(Effect::Disconnect {
                 conn: ConnId { bot: id, no },
             });
