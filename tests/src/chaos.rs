@@ -3,9 +3,9 @@
 //! the service is down) while connections are dropped at random, S3 goes away for a
 //! while, Inngest answers 500 for a while, and the service is killed with SIGKILL
 //! mid-stream and started again. About one file in twenty is kept on DC 2, which the
-//! bots fetch over media connections (which the drops hit too). At the end every message is exactly one stored object
-//! with the fake DC's sha256 and exactly one distinct event id, nothing else; no row is
-//! pending or failed; no auth key was ever used twice at once.
+//! bots fetch over media connections (which the drops hit too). At the end every message
+//! is exactly one stored object with the fake DC's sha256 and exactly one distinct event
+//! id, nothing else; no row is pending or failed; no auth key was ever used twice at once.
 //!
 //! Two settings: PostgreSQL with S3 (`s3s-fs`) and the Inngest receiver, and the embedded
 //! store with its local defaults (a directory and a JSON-lines file; the outages are

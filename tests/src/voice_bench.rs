@@ -280,7 +280,9 @@ impl Bench {
         let settled = Instant::now() + SETTLE;
         while missing > 0
             && Instant::now() < settled
-            && sent.iter().any(|(id, _)| self.collector.arrived(id).is_none())
+            && sent
+                .iter()
+                .any(|(id, _)| self.collector.arrived(id).is_none())
         {
             thread::sleep(Duration::from_millis(200));
         }
