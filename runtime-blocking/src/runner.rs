@@ -79,7 +79,7 @@ impl Runner {
         sink_threads: usize,
     ) -> io::Result<Arc<Runner>> {
         let voice_room = VoiceRoom::default();
-        voice_room.store(fleet.voice_room(), Ordering::Relaxed);
+        voice_room.store(fleet.voice_outbox_read(), Ordering::Relaxed);
         let runner = Arc::new(Runner {
             fleet: Mutex::new(fleet),
             nudge: Condvar::new(),
@@ -136,7 +136,7 @@ impl Runner {
                 break;
             }
             self.voice_room
-                .store(lock(&self.fleet).voice_room(), Ordering::Relaxed);
+                .store(lock(&self.fleet).voice_outbox_read(), Ordering::Relaxed);
             for effect in effects {
                 self.carry_out(effect);
             }

@@ -81,7 +81,7 @@ impl Runtime {
             let _ = sunk_tx.try_send(done);
         }))?;
         let voice_room = VoiceRoom::default();
-        voice_room.store(fleet.voice_room(), Ordering::Relaxed);
+        voice_room.store(fleet.voice_outbox_read(), Ordering::Relaxed);
         let (kick, kicked) = channel::bounded(1);
         Ok(Rc::new(Runtime {
             fleet: RefCell::new(fleet),
@@ -128,7 +128,7 @@ impl Runtime {
             }
         }
         self.voice_room
-            .store(self.fleet.borrow().voice_room(), Ordering::Relaxed);
+            .store(self.fleet.borrow().voice_outbox_read(), Ordering::Relaxed);
         // A deadline may have come closer than the one the driver sleeps for.
         let next = self.fleet.borrow_mut().poll_timeout();
         if let (Some(next), Some(sleeping)) = (next, self.sleeping_until.get())

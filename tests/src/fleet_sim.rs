@@ -18,7 +18,7 @@ use telegram_bots_core::record::{BotRecord, Commit, SessionRecord};
 use telegram_bots_core::secret::Secret;
 use telegram_bots_core::session::Now;
 use telegram_bots_core::updates::{MediaKinds, UpdateState};
-use telegram_bots_core::voice::{Failure, ObjectLocation, VoiceJob, VoiceKey, VoiceOutcome};
+use telegram_bots_core::voice::{Failure, JobId, ObjectLocation, VoiceJob, VoiceKey, VoiceOutcome};
 
 use crate::fake_dc::FakeTelegram;
 use crate::memory_net::{MemoryNet, real_now};
@@ -425,14 +425,32 @@ impl Sim {
         self.run();
     }
 
+    /// Answers the held voice effects of `job` and what they lead to, until it holds
+    /// none; the other jobs' effects stay held.
+    pub fn answer_held_job(&mut self, job: JobId) {
+        loop {
+            let (mine, rest): (Vec<Effect>, Vec<Effect>) = std::mem::take(&mut self.voice_handed)
+                .into_iter()
+                .partition(|e| voice_job(e) == Some(job));
+            self.voice_handed = rest;
+            if mine.is_empty() {
+                return;
+            }
+            for effect in mine {
+                self.answer_voice(effect);
+            }
+            self.run();
+        }
+    }
+
     /// The outbox's pending rows, as the store watcher reads them, handed to the fleet.
     pub fn read_outbox(&mut self) {
-        let room = self.fleet.voice_room();
+        let limit = self.fleet.voice_outbox_read();
         let jobs: Vec<VoiceJob> = self
             .outbox
             .values()
             .filter(|r| r.is_pending())
-            .take(room)
+            .take(limit)
             .map(|r| r.job.clone())
             .collect();
         let read_at = self.now.instant;
@@ -509,5 +527,15 @@ impl Sim {
             None => Ok(()),
             Some(reason) => Err(reason),
         }
+    }
+}
+
+/// The job a voice effect is for.
+pub fn voice_job(effect: &Effect) -> Option<JobId> {
+    match effect {
+        Effect::StoreVoice { job, .. }
+        | Effect::PublishVoice { job, .. }
+        | Effect::FinishVoice { job, .. } => Some(*job),
+        _ => None,
     }
 }

@@ -12,7 +12,7 @@ use telegram_bots_core::voice::{Failure, VoiceOutcome};
 use telegram_bots_tests::fake_dc::crypto::sha256;
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
 use telegram_bots_tests::fake_dc::messages::{Content, NewMessage, Sent, VoiceForm, hex};
-use telegram_bots_tests::fleet_sim::{OutboxRow, Sim};
+use telegram_bots_tests::fleet_sim::{OutboxRow, Sim, voice_job};
 
 /// A voice message of `size` bytes from user 5 to bot `i`, in their private chat.
 fn voice(sim: &Sim, i: usize, size: usize, seed: u64) -> Sent {
@@ -296,6 +296,47 @@ fn a_crash_after_the_store_loses_nothing() {
 #[test]
 fn a_crash_after_the_event_loses_nothing_and_starts_no_second_transcription() {
     crash_after(2);
+}
+
+#[test]
+fn a_backlog_beyond_memory_is_read_past_the_jobs_already_held() {
+    let mut settings = FleetSettings::default();
+    settings.voice.in_memory = 2;
+    let mut sim = Sim::new(1, settings);
+    let wanted = sim.wanted(0..1);
+    sim.set_wanted(wanted);
+    sim.hold_voice = true;
+    let sent: Vec<Sent> = (0..4).map(|i| voice(&sim, 0, 1000, 50 + i)).collect();
+    sim.run();
+    assert_eq!(
+        sim.fleet.health().voice.in_memory,
+        2,
+        "two wait in the outbox"
+    );
+    let first = voice_job(&sim.voice_handed[0]).unwrap();
+    sim.answer_held_job(first);
+    assert!(done(&sim, sent[0].message_id));
+    assert_eq!(sim.fleet.health().voice.in_memory, 1);
+
+    // The oldest pending row is the job still held: a read of the room alone would
+    // return only that row, and the backlog would wait for it to finish.
+    sim.read_outbox();
+    assert_eq!(
+        sim.fleet.health().voice.in_memory,
+        2,
+        "a row the pipeline did not hold was taken"
+    );
+
+    sim.hold_voice = false;
+    sim.answer_held();
+    sim.read_outbox();
+    assert!(sent.iter().all(|s| done(&sim, s.message_id)));
+    let ids: BTreeSet<&str> = sim
+        .published
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!((ids.len(), sim.published.len()), (4, 4), "one event each");
 }
 
 #[test]

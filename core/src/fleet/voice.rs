@@ -50,12 +50,17 @@ impl Fleet {
         self.pump_voice(now, random);
     }
 
-    /// How many pending rows the pipeline can take now.
-    pub fn voice_room(&self) -> usize {
-        self.settings
-            .voice
-            .in_memory
-            .saturating_sub(self.pipeline.len())
+    /// How many of the outbox's oldest pending rows a read should fetch: the jobs the
+    /// pipeline holds (their rows are pending too, and among the oldest: they are
+    /// skipped) plus its room for more; none when it is full. A read of the room alone
+    /// would return mostly rows already held, and a backlog beyond memory would drain
+    /// at a trickle.
+    pub fn voice_outbox_read(&self) -> usize {
+        let held = self.pipeline.len();
+        match self.settings.voice.in_memory.saturating_sub(held) {
+            0 => 0,
+            room => held + room,
+        }
     }
 
     /// The answer to [`Effect::StoreVoice`].

@@ -28,8 +28,8 @@ const RETRY_CAP: Duration = Duration::from_secs(30);
 /// How often the outbox's pending rows are read.
 pub const OUTBOX_INTERVAL: Duration = Duration::from_secs(5);
 
-/// How many pending voice messages the pipeline can take, kept by the runtime from
-/// [`Fleet::voice_room`] and read by the watcher.
+/// How many pending rows an outbox read fetches, kept by the runtime from
+/// [`Fleet::voice_outbox_read`] and read by the watcher.
 pub type VoiceRoom = Arc<AtomicUsize>;
 
 /// What the watcher tells the runtime.
@@ -133,6 +133,7 @@ fn watch(watched: &Watched<'_>, report: &impl Fn(Report), stop: &AtomicBool) {
     } = *watched;
     let mut store: Option<Box<dyn Store>> = None;
     let mut outbox_read: Option<Instant> = None;
+    let mut outbox_every = OUTBOX_INTERVAL;
     let mut retry = Duration::from_secs(1);
     let mut reported_version: Option<i64> = None;
     let mut file_seen: Option<SystemTime> = None;
@@ -168,14 +169,20 @@ fn watch(watched: &Watched<'_>, report: &impl Fn(Report), stop: &AtomicBool) {
                 report(Report::Wanted(defaults.wanted(integrations)));
                 reported_version = Some(version);
             }
-            if outbox_read.is_none_or(|at| at.elapsed() >= OUTBOX_INTERVAL) {
+            if outbox_read.is_none_or(|at| at.elapsed() >= outbox_every) {
                 let read_at = Instant::now();
                 let backlog = s.voice_backlog().map_err(|e| e.to_string())?;
-                let room = voice_room.load(Ordering::Relaxed);
-                let jobs = if room > 0 && backlog.pending > 0 {
-                    s.voice_pending(room).map_err(|e| e.to_string())?
+                let limit = voice_room.load(Ordering::Relaxed);
+                let jobs = if limit > 0 && backlog.pending > 0 {
+                    s.voice_pending(limit).map_err(|e| e.to_string())?
                 } else {
                     Vec::new()
+                };
+                // A full read leaves more behind: the next comes after the watch interval.
+                outbox_every = if limit > 0 && jobs.len() == limit {
+                    WATCH_INTERVAL
+                } else {
+                    OUTBOX_INTERVAL
                 };
                 outbox_read = Some(read_at);
                 report(Report::VoicePending {
