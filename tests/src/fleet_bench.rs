@@ -127,9 +127,11 @@ struct Bot {
 }
 
 /// A private PostgreSQL cluster (the test harness's [`PgCluster`]) and its
-/// postmaster's pid, for the server's CPU.
+/// postmaster's pid, for the server's CPU; with the S3 server and the Inngest receiver
+/// that a service with `DATABASE_URL` requires (idle here: no voice messages).
 struct Postgres {
     cluster: PgCluster,
+    sinks: crate::e2e_store::VoiceSinks,
     postmaster: u32,
     next_db: usize,
 }
@@ -148,6 +150,7 @@ impl Postgres {
         assert!(postmaster > 1, "the postmaster of backend {backend}");
         Postgres {
             cluster,
+            sinks: crate::e2e_store::VoiceSinks::start(),
             postmaster,
             next_db: 0,
         }
@@ -416,7 +419,7 @@ fn run(plan: &Run<'_>, fake: &FakeDc, pg: Option<&mut Postgres>, key: &str) -> C
     let dir = temp_dir("fleet-bench");
     std::fs::write(dir.join("dc.pem"), &fake.pem).unwrap();
     let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
-    let mut env = vec![
+    let env = vec![
         ("TELEGRAM_RSA_PUBLIC_KEY", path("dc.pem")),
         ("TELEGRAM_DC_ADDRS", fake.dcs.clone()),
         ("TELEGRAM_API_ID", fake.api_id.clone()),
@@ -424,19 +427,21 @@ fn run(plan: &Run<'_>, fake: &FakeDc, pg: Option<&mut Postgres>, key: &str) -> C
         ("ENCRYPTION_KEY", key.to_owned()),
         ("LOG_LEVEL", "warn".into()),
     ];
+    let mut env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let (database, pg) = match (plan.store, pg) {
         (StoreKind::Sqlite, _) => {
-            env.push(("DATA_DIR", path("data")));
+            env.push(("DATA_DIR".into(), path("data")));
             (None, None)
         }
         (StoreKind::Postgres, Some(pg)) => {
             let (name, url) = pg.create_database();
-            env.push(("DATABASE_URL", url));
+            env.push(("DATABASE_URL".into(), url));
+            env.extend(pg.sinks.env());
             (Some(name), Some(&*pg))
         }
         (StoreKind::Postgres, None) => unreachable!("a PostgreSQL run without its server"),
     };
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let provisioned = provision(&env, plan.bots);
     if let (Some(pg), Some(name)) = (pg, &database) {
         // A database that has been in use has been vacuumed and analysed: autovacuum

@@ -21,26 +21,24 @@ fn voice(sim: &Sim, i: usize, size: usize, seed: u64) -> Sent {
 
 /// A voice message whose file Telegram keeps on DC `dc`.
 fn voice_on(sim: &Sim, i: usize, size: usize, seed: u64, dc: i32) -> Sent {
-    sim.telegram
-        .send_message(NewMessage {
-            bot: format!("bot{i}"),
-            chat_id: 5,
-            from_user_id: 5,
-            content: Content::Voice {
-                size,
-                duration: 7,
-                mime_type: "audio/ogg".into(),
-                seed,
-                bytes: None,
-                dc: Some(dc),
-                form: VoiceForm::Voice,
-            },
-        })
-        .unwrap()
+    send(sim, i, VoiceForm::Voice, "audio/ogg", size, seed, Some(dc))
 }
 
 /// A file with sound in `form`, from user 5 to bot `i`, in their private chat.
 fn sound(sim: &Sim, i: usize, form: VoiceForm, mime: &str, size: usize, seed: u64) -> Sent {
+    send(sim, i, form, mime, size, seed, None)
+}
+
+/// The message of [`sound`], its file on `dc` (the bot's home DC when `None`).
+fn send(
+    sim: &Sim,
+    i: usize,
+    form: VoiceForm,
+    mime: &str,
+    size: usize,
+    seed: u64,
+    dc: Option<i32>,
+) -> Sent {
     sim.telegram
         .send_message(NewMessage {
             bot: format!("bot{i}"),
@@ -52,7 +50,7 @@ fn sound(sim: &Sim, i: usize, form: VoiceForm, mime: &str, size: usize, seed: u6
                 mime_type: mime.into(),
                 seed,
                 bytes: None,
-                dc: None,
+                dc,
                 form,
             },
         })

@@ -44,14 +44,6 @@ pub fn render(
 ) -> String {
     let fleet: &FleetStatus = &health.fleet;
     let counters = &fleet.counters;
-    let counter = |name, help, value: u64| {
-        family(
-            name,
-            help,
-            MetricType::COUNTER,
-            vec![(vec![], value as f64)],
-        )
-    };
     let mut families = vec![
         gauge_family(
             "telegram_bots_info",
@@ -225,6 +217,16 @@ fn process_families(p: &ProcessSample) -> Vec<MetricFamily> {
         ),
     ]);
     families
+}
+
+/// One counter with no labels.
+fn counter(name: &str, help: &str, value: u64) -> MetricFamily {
+    family(
+        name,
+        help,
+        MetricType::COUNTER,
+        vec![(vec![], value as f64)],
+    )
 }
 
 fn gauge_family(name: &str, help: &str, samples: Vec<(Vec<(&str, &str)>, f64)>) -> MetricFamily {

@@ -4,19 +4,11 @@
 
 use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 
-use super::{family, gauge_family};
+use super::{counter, family, gauge_family};
 use crate::fleet::VoiceStatus;
 
 pub(super) fn families(voice: &VoiceStatus, oldest_age_seconds: f64) -> Vec<MetricFamily> {
     let stats = &voice.stats;
-    let counter = |name, help, value: u64| {
-        family(
-            name,
-            help,
-            MetricType::COUNTER,
-            vec![(vec![], value as f64)],
-        )
-    };
     vec![
         family(
             "telegram_bots_voice_messages_total",

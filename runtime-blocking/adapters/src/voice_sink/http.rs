@@ -41,6 +41,19 @@ pub(crate) fn transport_error(error: &ureq::Error, reason: String) -> super::Sin
     }
 }
 
+/// `text` with every byte that `keep` refuses written as `%XX` (UTF-8 bytes included).
+pub(crate) fn percent_encode(text: &str, keep: impl Fn(u8) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if keep(byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Reads what is left of an answer's body (at most `limit` bytes), so that the connection
 /// can serve the next request; the text, for an error's reason.
 pub(crate) fn drain(response: &mut ureq::http::Response<ureq::Body>, limit: u64) -> String {

@@ -115,15 +115,9 @@ impl EventSink for InngestSink {
 /// `text` as one URL path segment: unreserved characters as they are, the rest
 /// percent-encoded.
 fn path_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    http::percent_encode(text, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+    })
 }
 
 #[cfg(test)]

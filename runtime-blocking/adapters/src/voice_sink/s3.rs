@@ -206,15 +206,7 @@ fn content_type(mime_type: &str) -> &str {
 /// S3 metadata is US-ASCII: anything else (a workspace id in another script) is sent
 /// percent-encoded as UTF-8, and so is `%` itself.
 fn metadata_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if (0x20..0x7f).contains(&byte) && byte != b'%' {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    http::percent_encode(value, |b| (0x20..0x7f).contains(&b) && b != b'%')
 }
 
 #[cfg(test)]
