@@ -93,21 +93,4 @@ fn remove_stale_dirs(prefix: &str) {
     }
 }
 
-/// Makes closing `socket` send a reset (RST) instead of a FIN: SO_LINGER with a zero
-/// timeout, which std does not offer on stable.
-pub fn reset_on_close(socket: &impl std::os::fd::AsRawFd) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid fd and a pointer to a live `linger` of the size given.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-}
+pub use telegram_bots_fake_telegram::reset_on_close;

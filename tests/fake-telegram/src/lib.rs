@@ -7,7 +7,8 @@
 //! - [`fault`]: scripted failures.
 //! - [`control`]: the JSON-over-HTTP control API of the `fake-telegram` binary.
 //!
-//! [`FakeTelegram`] is the Rust API for in-process tests.
+//! [`FakeTelegram`] is the Rust API for in-process tests and the service's demo; the
+//! `fake-telegram` binary (in telegram-bots-tests) serves it to other processes.
 
 pub mod channels;
 pub mod client;
@@ -18,6 +19,7 @@ pub mod envelope;
 pub mod fault;
 pub mod files;
 pub mod handshake;
+pub mod json_server;
 pub mod messages;
 pub mod raw_client;
 pub mod received;
@@ -376,6 +378,26 @@ async fn serve(shared: Arc<Shared>, dc: i32, peer: IpAddr, mut stream: Async<Tcp
     }
     shared.world().conns.remove(&id);
     if reset {
-        crate::process::reset_on_close(stream.get_ref());
+        reset_on_close(stream.get_ref());
+    }
+}
+
+/// Makes closing `socket` send a reset (RST) instead of a FIN: SO_LINGER with a zero
+/// timeout, which std does not offer on stable.
+#[allow(unsafe_code)]
+pub fn reset_on_close(socket: &impl std::os::fd::AsRawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid fd and a pointer to a live `linger` of the size given.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
