@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# The production image: the smol runtime (`telegram-bots`) on distroless, as non-root.
+# The production image: the smol runtime (`telegram-bots`) on distroless, as non-root,
+# without the demo's fake Telegram (the `demo` feature).
 #   docker build -t your-registry/telegram-bots:latest .
 
 FROM rust:1.95-slim-bookworm AS build
@@ -7,7 +8,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p telegram-bots-smol --bin telegram-bots \
+    cargo build --release --locked -p telegram-bots-smol --bin telegram-bots --no-default-features \
     && cp target/release/telegram-bots /telegram-bots
 
 # glibc, libgcc and CA certificates, nothing else; uid 65532.

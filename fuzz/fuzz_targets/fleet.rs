@@ -117,10 +117,7 @@ fuzz_target!(|data: &[u8]| {
         for (job, stored) in std::mem::take(&mut voice_done) {
             match stored {
                 Some(voice) => {
-                    let location = ObjectLocation {
-                        bucket: "voice".into(),
-                        key: voice.object_key(),
-                    };
+                    let location = ObjectLocation::of("voice".into(), voice.object_key(), &[]);
                     fleet.handle_voice_stored(job, Ok(location), now, &mut random)
                 }
                 None => {

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         Ok(prepared) => prepared,
         Err(code) => return code,
     };
-    let (config, plan) = (prepared.config, prepared.plan);
+    let (config, plan, demo) = (prepared.config, prepared.plan, prepared.demo);
     let (stop_tx, stop_rx) = mpsc::channel();
     if let Err(e) = signal::on_stop(move || {
         let _ = stop_tx.send(());
@@ -114,5 +114,8 @@ fn main() -> ExitCode {
     runner.finish();
     server.stop();
     tracing::info!("stopped in {} ms", stop_started.elapsed().as_millis());
+    if let Some(demo) = demo {
+        demo.finish();
+    }
     ExitCode::SUCCESS
 }

@@ -1,3 +1,4 @@
 //! Bots against the fake Telegram DC, end to end, with the `telegram-bots-blocking` binary.
 telegram_bots_tests::e2e_suite!(env!("CARGO_BIN_EXE_telegram-bots-blocking"));
 telegram_bots_tests::e2e_store_suite!(env!("CARGO_BIN_EXE_telegram-bots-blocking"));
+telegram_bots_tests::demo_suite!(env!("CARGO_BIN_EXE_telegram-bots-blocking"));

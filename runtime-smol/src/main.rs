@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Ok(prepared) => prepared,
         Err(code) => return code,
     };
-    let (config, plan) = (prepared.config, prepared.plan);
+    let (config, plan, demo) = (prepared.config, prepared.plan, prepared.demo);
     let (stop_tx, stop_rx) = channel::bounded::<()>(1);
     if let Err(e) = signal::on_stop(move || {
         let _ = stop_tx.try_send(());
@@ -129,5 +129,8 @@ fn main() -> ExitCode {
         }
     }));
     drop(watch);
+    if let Some(demo) = demo {
+        demo.finish();
+    }
     ExitCode::SUCCESS
 }

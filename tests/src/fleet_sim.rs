@@ -368,11 +368,9 @@ impl Sim {
                     None => {
                         let key = voice.object_key();
                         let object = self.objects.entry(key.clone()).or_default();
+                        let location = ObjectLocation::of(BUCKET.into(), key, &bytes);
                         *object = (bytes, object.1 + 1);
-                        Ok(ObjectLocation {
-                            bucket: BUCKET.into(),
-                            key,
-                        })
+                        Ok(location)
                     }
                 };
                 self.fleet.handle_voice_stored(job, result, now, random);

@@ -9,10 +9,12 @@
 //! - [`service`]: a service binary started as a real process, signalled and waited for.
 //! - [`http`]: a raw HTTP client that can also send what a well-behaved client would not.
 //! - [`conformance`]: the health-surface suite that both runtimes must pass unchanged.
+//! - [`demo`]: `demo` as a newcomer runs it, as a process.
 
 pub mod bench;
 pub mod chaos;
 pub mod conformance;
+pub mod demo;
 pub mod e2e;
 pub mod e2e_store;
 pub use telegram_bots_fake_telegram as fake_dc;

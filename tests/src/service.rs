@@ -25,9 +25,15 @@ impl Service {
     /// Starts `binary` with a clean environment: `PATH`, `HEALTH_ADDR` on a free loopback
     /// port, and `env`. Does not wait for it to be up.
     pub fn start(binary: &Path, env: &[(&str, &str)]) -> Service {
+        Self::start_with_args(binary, &[], env)
+    }
+
+    /// [`Service::start`] with command-line arguments (`demo`, say).
+    pub fn start_with_args(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Service {
         let health_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut command = Command::new(binary);
         command
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HEALTH_ADDR", health_addr.to_string())
@@ -183,7 +189,7 @@ pub fn run_to_exit(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> (ExitS
 /// A data directory for the embedded store of a service that the test gives none, so
 /// that no test writes into the source tree. Under the system's temp dir; the service
 /// creates it.
-fn scratch_data_dir() -> std::path::PathBuf {
+pub fn scratch_data_dir() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     std::env::temp_dir().join(format!(

@@ -117,10 +117,7 @@ fn s3_holds_the_audio_with_its_content_type_and_metadata() {
         let location = store.put(&job, &bytes).unwrap();
         assert_eq!(
             location,
-            ObjectLocation {
-                bucket: "voice".into(),
-                key: job.object_key()
-            }
+            ObjectLocation::of("voice".into(), job.object_key(), &bytes)
         );
         let stored = bucket.get_object(&location.key).unwrap();
         assert_eq!(stored.status_code(), 200);
@@ -312,7 +309,8 @@ fn inngest_accepts_the_event_and_flags_a_repeat_as_a_duplicate() {
     let receiver = InngestReceiver::start(EVENT_KEY);
     let sink = inngest(&receiver.base_url(), EVENT_KEY);
     let job = job("ws_5", Peer::Channel(555), 456, 48_211);
-    let event = job.event("voice", &job.object_key(), Some("bot1"));
+    let stored = ObjectLocation::of("voice".into(), job.object_key(), b"audio");
+    let event = job.event(&stored, Some("bot1"));
     sink.send(&event).unwrap();
     sink.send(&event).unwrap();
     let received = receiver.events();
@@ -560,7 +558,7 @@ fn through_the_pool(
             SinkDone::Stored { id, result } => {
                 let location = result.unwrap();
                 let job = &jobs[id as usize].0;
-                let event = job.event(&location.bucket, &location.key, Some("bot1"));
+                let event = job.event(&location, Some("bot1"));
                 pool.submit(SinkTask::Publish {
                     id,
                     event: event.clone(),

@@ -106,8 +106,8 @@ impl VoiceJob {
         ]
     }
 
-    /// The Inngest event for the stored audio at `bucket`/`key` (never the audio itself).
-    pub fn event(&self, bucket: &str, object_key: &str, bot_username: Option<&str>) -> Value {
+    /// The Inngest event for the stored audio (never the audio itself).
+    pub fn event(&self, stored: &ObjectLocation, bot_username: Option<&str>) -> Value {
         json!({
             "name": EVENT_NAME,
             "id": self.key.event_id(),
@@ -123,7 +123,8 @@ impl VoiceJob {
                 "duration": self.file.duration_seconds,
                 "mime_type": self.file.mime_type,
                 "size": self.file.size,
-                "s3": { "bucket": bucket, "key": object_key },
+                "s3": { "bucket": stored.bucket, "key": stored.key },
+                "sha256": stored.sha256,
             },
         })
     }
@@ -171,11 +172,30 @@ impl Failure {
     }
 }
 
-/// Where a stored voice message's audio is.
+/// Where a stored voice message's audio is, and what it is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ObjectLocation {
     pub bucket: String,
     pub key: String,
+    /// The SHA-256 of the stored bytes (lowercase hex), so that a consumer can check
+    /// what it reads against what the service stored.
+    pub sha256: String,
+}
+
+impl ObjectLocation {
+    /// The location of `bytes` stored at `bucket`/`key`.
+    pub fn of(bucket: String, key: String, bytes: &[u8]) -> ObjectLocation {
+        use sha2::{Digest as _, Sha256};
+        let sha256 = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        ObjectLocation {
+            bucket,
+            key,
+            sha256,
+        }
+    }
 }
 
 /// The file name extension for a MIME type (`.ogg` for Telegram's voice messages).
@@ -262,7 +282,8 @@ mod tests {
 
     #[test]
     fn the_event_carries_the_location_not_the_audio() {
-        let event = job(Peer::User(42)).event("voice", "ws_123/x.ogg", Some("bot1"));
+        let stored = ObjectLocation::of("voice".into(), "ws_123/x.ogg".into(), b"abc");
+        let event = job(Peer::User(42)).event(&stored, Some("bot1"));
         assert_eq!(event["name"], EVENT_NAME);
         assert_eq!(event["id"], "tg-voice:ws_123:user:42:456");
         let data = &event["data"];
@@ -276,6 +297,10 @@ mod tests {
             (Some(7), Some(48_211))
         );
         assert_eq!(data["mime_type"], "audio/ogg");
+        assert_eq!(
+            data["sha256"],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -341,11 +341,9 @@ impl Pipeline {
                     VoiceEffect::Store { id, job, bytes }
                 }
                 Due::Publish(location) => {
-                    let event = j.job.event(
-                        &location.bucket,
-                        &location.key,
-                        username(&j.job.key.workspace_id).as_deref(),
-                    );
+                    let event = j
+                        .job
+                        .event(&location, username(&j.job.key.workspace_id).as_deref());
                     j.location = Some(location);
                     j.stage = Stage::Publishing;
                     self.publishes += 1;
@@ -599,10 +597,7 @@ mod tests {
     }
 
     fn location() -> ObjectLocation {
-        ObjectLocation {
-            bucket: "voice".into(),
-            key: "k".into(),
-        }
+        ObjectLocation::of("voice".into(), "k".into(), &[])
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`startup`]: the command line, the configuration, logging.
 //! - [`admin`]: `migrate` and `integrations ...`, so that an operator never writes SQL.
 //! - [`declare`]: a bots file as the declaration of the integrations.
+//! - [`demo`]: the service against a fake Telegram in the process, nothing to set up.
 //! - [`store_watch`]: the thread that keeps the fleet's wanted set equal to the store.
 //! - [`plan`]: the trusted RSA keys, the DC addresses, the API credentials, the store.
 //! - [`store`]: integrations, sessions and update state in PostgreSQL or SQLite.
@@ -24,6 +25,7 @@
 pub mod admin;
 pub mod clock;
 pub mod declare;
+pub mod demo;
 pub mod health;
 pub mod log;
 pub mod net;

@@ -1,6 +1,7 @@
 //! What both binaries do before they run: parse the command line, parse the
 //! configuration from the environment, set up logging, and either carry out an admin
-//! command (`migrate`, `integrations ...`, `outbox ...`) or prepare the fleet's plan.
+//! command (`migrate`, `integrations ...`, `outbox ...`) or prepare the fleet's plan (for
+//! `demo`, after starting the demo's fake Telegram).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use telegram_bots_core::config::{self, Config, LogLevel};
 
 use crate::admin::{self, IntegrationsCommand, OutboxCommand};
+use crate::demo::Demo;
 use crate::plan::{Plan, plan};
 
 #[derive(Debug, Parser)]
@@ -25,6 +27,13 @@ struct Cli {
 enum Command {
     /// Run the bots and serve /healthz, /readyz and /metrics (the default).
     Run,
+    /// See it work with nothing to set up: three bots against a fake Telegram in this
+    /// process, voice messages landing in DIR/voice and events in DIR/events.jsonl.
+    Demo {
+        /// Where the demo keeps its store, voice files, events and fake Telegram.
+        #[arg(long, value_name = "DIR", default_value = crate::demo::DEFAULT_DIR)]
+        dir: std::path::PathBuf,
+    },
     /// Create or upgrade the store's schema (idempotent; safe from two pods at once).
     Migrate,
     /// Manage integrations (one bot per workspace) without writing SQL.
@@ -40,23 +49,35 @@ enum Command {
 pub struct Prepared {
     pub config: Config,
     pub plan: Plan,
+    /// The demo around this run, for `demo`: [`Demo::finish`] once the fleet stopped.
+    pub demo: Option<Demo>,
 }
 
 /// Start-up as both binaries do it: the command line and the environment, then for `run` the fleet's plan (RSA key,
 /// store, bots file); any other command is carried out here and its exit code returned
 /// as the error. A problem prints one line and gives exit code 2.
 pub fn prepare(binary: &'static str, about: &'static str) -> Result<Prepared, ExitCode> {
-    let (config, cli) = parse(binary, about)?;
+    let (mut config, cli) = parse(binary, about)?;
+    let mut bots_file = cli.bots.as_deref();
+    let mut demo = None;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {}
+        Command::Demo { dir } => {
+            let started = Demo::start(&mut config, &dir).map_err(|line| {
+                eprintln!("{binary}: {line}");
+                ExitCode::from(2)
+            })?;
+            demo = Some(started);
+            bots_file = None;
+        }
         Command::Migrate => return Err(admin::migrate(binary, &config)),
         Command::Integrations(command) => {
             return Err(admin::integrations(binary, &config, command));
         }
         Command::Outbox(command) => return Err(admin::outbox(binary, &config, command)),
     }
-    match plan(&config, cli.bots.as_deref()) {
-        Ok(plan) => Ok(Prepared { config, plan }),
+    match plan(&config, bots_file) {
+        Ok(plan) => Ok(Prepared { config, plan, demo }),
         Err(line) => {
             eprintln!("{binary}: {line}");
             Err(ExitCode::from(2))

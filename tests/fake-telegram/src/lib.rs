@@ -5,6 +5,7 @@
 //! - [`crypto`], [`transport`], [`handshake`], [`session`]: the protocol, server side.
 //! - [`rpc`]: the API methods, over the [`world`] (bots, users, updates, files, keys).
 //! - [`fault`]: scripted failures.
+//! - [`snapshot`]: the world's durable part, to stop and start again.
 //! - [`control`]: the JSON-over-HTTP control API of the `fake-telegram` binary.
 //!
 //! [`FakeTelegram`] is the Rust API for in-process tests and the service's demo; the
@@ -27,6 +28,7 @@ pub mod rpc;
 pub mod salts;
 pub mod session;
 pub mod settings;
+pub mod snapshot;
 pub mod tl_defaults;
 pub mod transport;
 pub mod world;

@@ -175,6 +175,15 @@ impl World {
         0x5eed_0000_0000 + self.next_id * 7919
     }
 
+    /// Where [`World::fresh_id`] is, for a snapshot.
+    pub(super) fn next_id(&self) -> i64 {
+        self.next_id
+    }
+
+    pub(super) fn set_next_id(&mut self, next_id: i64) {
+        self.next_id = next_id;
+    }
+
     pub fn first_dc(&self) -> i32 {
         self.dcs.keys().next().copied().unwrap_or(1)
     }

@@ -85,10 +85,11 @@ impl ObjectStore for LocalDirStore {
         let path = self.path_of(&key);
         self.write(&path, bytes)
             .map_err(|e| SinkError::transient(format!("local store {}: {e}", path.display())))?;
-        Ok(ObjectLocation {
-            bucket: self.dir.display().to_string(),
+        Ok(ObjectLocation::of(
+            self.dir.display().to_string(),
             key,
-        })
+            bytes,
+        ))
     }
 
     fn describe(&self) -> String {

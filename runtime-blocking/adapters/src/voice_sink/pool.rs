@@ -357,12 +357,9 @@ mod tests {
     struct Gated(Arc<Gate>);
 
     impl ObjectStore for Gated {
-        fn put(&self, job: &VoiceJob, _: &[u8]) -> Result<ObjectLocation, SinkError> {
+        fn put(&self, job: &VoiceJob, bytes: &[u8]) -> Result<ObjectLocation, SinkError> {
             self.0.pass();
-            Ok(ObjectLocation {
-                bucket: "gated".into(),
-                key: job.object_key(),
-            })
+            Ok(ObjectLocation::of("gated".into(), job.object_key(), bytes))
         }
         fn describe(&self) -> String {
             "gated".into()

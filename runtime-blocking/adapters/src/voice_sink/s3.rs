@@ -152,10 +152,7 @@ impl ObjectStore for S3Store {
         let status = response.status().as_u16();
         let body = http::drain(&mut response, 16 * 1024);
         if response.status().is_success() {
-            return Ok(ObjectLocation {
-                bucket: self.bucket.name(),
-                key,
-            });
+            return Ok(ObjectLocation::of(self.bucket.name(), key, bytes));
         }
         let retry_after = response
             .headers()
