@@ -10,6 +10,7 @@
 //! - [`http`]: a raw HTTP client that can also send what a well-behaved client would not.
 //! - [`conformance`]: the health-surface suite that both runtimes must pass unchanged.
 //! - [`demo`]: `demo` as a newcomer runs it, as a process.
+//! - [`readme`]: every command of README.md, run as a reader would.
 
 pub mod bench;
 pub mod chaos;
@@ -27,6 +28,7 @@ pub mod memory_net;
 pub mod net;
 pub mod postgres;
 pub mod process;
+pub mod readme;
 pub mod s3;
 pub mod service;
 pub mod store;

@@ -31,6 +31,16 @@ pub fn kill(pid: u32, signal: i32) -> std::io::Result<()> {
     }
 }
 
+/// Sends `signal` to every process of group `pgid`, as a terminal's Ctrl-C does.
+pub fn kill_group(pgid: u32, signal: i32) -> std::io::Result<()> {
+    // SAFETY: kill has no memory effects.
+    if unsafe { libc::kill(-(pgid as libc::pid_t), signal) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail and has no memory effects.
     unsafe { libc::geteuid() == 0 }

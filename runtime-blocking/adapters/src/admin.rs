@@ -16,7 +16,7 @@ use telegram_bots_core::record::Commit;
 use telegram_bots_core::secret::Secret;
 use telegram_bots_core::state_file;
 
-use crate::store::{Store, StorePlace, VoiceRow, now_ms};
+use crate::store::{Place, Store, StorePlace, VoiceRow, now_ms};
 
 #[derive(Debug, Subcommand)]
 pub enum IntegrationsCommand {
@@ -96,8 +96,8 @@ pub fn migrate(binary: &str, config: &Config) -> ExitCode {
 
 /// `integrations ...`.
 pub fn integrations(binary: &str, config: &Config, command: IntegrationsCommand) -> ExitCode {
-    with_store(binary, config, |store, _| {
-        store.check_schema().map_err(|e| e.to_string())?;
+    with_store(binary, config, |store, place| {
+        schema(store, place)?;
         match command {
             IntegrationsCommand::Add { workspace } => {
                 check_workspace(&workspace)?;
@@ -141,8 +141,8 @@ pub fn integrations(binary: &str, config: &Config, command: IntegrationsCommand)
 
 /// `outbox ...`.
 pub fn outbox(binary: &str, config: &Config, command: OutboxCommand) -> ExitCode {
-    with_store(binary, config, |store, _| {
-        store.check_schema().map_err(|e| e.to_string())?;
+    with_store(binary, config, |store, place| {
+        schema(store, place)?;
         match command {
             OutboxCommand::List { failed } => {
                 let rows = store.voice_list(failed).map_err(|e| e.to_string())?;
@@ -155,6 +155,17 @@ pub fn outbox(binary: &str, config: &Config, command: OutboxCommand) -> ExitCode
         }
         Ok(())
     })
+}
+
+/// The embedded store is this process's own file: its schema is made on first use, as
+/// `run` makes it. A shared PostgreSQL is migrated on purpose (`migrate`, the init
+/// container), so a command against an unmigrated one says so.
+fn schema(store: &mut dyn Store, place: &StorePlace) -> Result<(), String> {
+    match place.place {
+        Place::Sqlite(_) => store.migrate().map(drop),
+        Place::Postgres(_) => store.check_schema(),
+    }
+    .map_err(|e| e.to_string())
 }
 
 fn with_store(

@@ -245,20 +245,24 @@ fn play(telegram: &FakeTelegram, group: i64, stop: &Stop, dir: &Path) {
         }
         drop(stopped);
         wait = STEP;
-        match world::send(telegram, n, group) {
-            Ok(Step::Voice) => voice += 1,
-            Ok(Step::GroupVoice) => voice += BOTS.len() as u64,
-            Ok(Step::Text) => texts += 1,
-            Err(e) => tracing::warn!("demo: the fake Telegram refused message {n}: {e}"),
+        // At first every bot gets a voice message at once, then one message a step.
+        let until = n.max(BOTS.len() as u64 - 1) + 1;
+        while n < until {
+            match world::send(telegram, n, group) {
+                Ok(Step::Voice) => voice += 1,
+                Ok(Step::GroupVoice) => voice += BOTS.len() as u64,
+                Ok(Step::Text) => texts += 1,
+                Err(e) => tracing::warn!("demo: the fake Telegram refused message {n}: {e}"),
+            }
+            n += 1;
         }
-        n += 1;
         if let Err(e) = write_private(
             &dir.join(WORLD_FILE),
             &telegram.world().snapshot().to_string().into_bytes(),
         ) {
             tracing::warn!("demo: {e}");
         }
-        if (n - first) % SUMMARY_EVERY == 1 {
+        if (n - first) % SUMMARY_EVERY == 1 || n - first == BOTS.len() as u64 {
             let (files, events) = (
                 count_files(&dir.join(VOICE_DIR)),
                 count_lines(&dir.join(EVENTS_FILE)),
