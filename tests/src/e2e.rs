@@ -673,6 +673,23 @@ pub fn json_logs_carry_fields_and_no_message_at_info(binary: &Path) {
                 })
         },
     );
+    // A bot whose code panics (grammers on a bare future_salt): the panic is a JSON line
+    // too, not the default hook's text.
+    for fault in [
+        Fault::new(FaultKind::BareFutureSalt)
+            .for_bot("bot2")
+            .for_method("users.getUsers"),
+        Fault::new(FaultKind::DropConnections).for_bot("bot2"),
+    ] {
+        world.telegram.add_fault(fault).unwrap();
+    }
+    until("bot2's panic logged", &service, || {
+        let lines = json_lines(&service.logs());
+        let panicked = |l: &serde_json::Map<String, serde_json::Value>| {
+            l["level"] == "ERROR" && l.get("workspace_id").is_some_and(|v| v == "ws_2")
+        };
+        lines.iter().any(|l| l.contains_key("panic")) && lines.iter().any(panicked)
+    });
     service.signal(libc::SIGTERM);
     let status = service.wait_exit(Duration::from_secs(10));
     let logs = service.logs();
@@ -760,7 +777,7 @@ pub fn json_logs_carry_fields_and_no_message_at_info(binary: &Path) {
 pub fn the_start_logs_its_progress(binary: &Path) {
     let world = World::new();
     let service = world.start(binary);
-    let last = "3/4 bots running, 1 failed, in ";
+    let last = "started: 3/4 bots running, 1 failed, in ";
     until("the start's last progress line", &service, || {
         service.logs().contains(last)
     });
@@ -769,7 +786,10 @@ pub fn the_start_logs_its_progress(binary: &Path) {
     let logs = service.logs();
     assert_eq!(logs.matches(last).count(), 1, "{logs}");
     let line = logs.lines().find(|l| l.contains(last)).unwrap();
-    assert!(line.contains(" INFO ") && line.ends_with(" s"), "{line}");
+    assert!(
+        line.contains(" INFO started: ") && line.ends_with(" s"),
+        "{line}"
+    );
     assert!(
         logs.lines()
             .any(|l| l.ends_with(" INFO workspace ws_1: running")),

@@ -83,8 +83,9 @@ pub fn fleet_event(event: &FleetEvent) {
     }
 }
 
-/// "412/1000 bots running, 3 failed", every few seconds while the bots start, and once
-/// more with the time it took when every bot has had its first try.
+/// "starting: 412/1000 bots running, 3 failed" every few seconds while the bots start,
+/// and "started: 997/1000 bots running, 3 failed, in 5.2 s" once every bot has had its
+/// first try.
 fn start_progress(p: &Progress, elapsed: Option<std::time::Duration>) {
     let Progress {
         total,
@@ -94,14 +95,14 @@ fn start_progress(p: &Progress, elapsed: Option<std::time::Duration>) {
         untried,
     } = *p;
     match elapsed {
-        None => tracing::info!(total, running, failed, retrying, untried, "{p} (starting)"),
+        None => tracing::info!(total, running, failed, retrying, untried, "starting: {p}"),
         Some(elapsed) => tracing::info!(
             total,
             running,
             failed,
             retrying,
             elapsed_ms = elapsed.as_millis() as u64,
-            "{p}, in {:.1} s",
+            "started: {p}, in {:.1} s",
             elapsed.as_secs_f64()
         ),
     }
