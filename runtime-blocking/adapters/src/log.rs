@@ -47,11 +47,9 @@ pub fn fleet_event(event: &FleetEvent) {
                 delivered(workspace_id, message);
             }
         }
-        FleetEvent::Reconnecting { workspace_id: ws } => tracing::info!(
-            workspace_id = %ws,
-            state = "reconnecting",
-            "workspace {ws}: reconnecting"
-        ),
+        FleetEvent::Reconnecting { workspace_id: ws } => {
+            tracing::info!(workspace_id = %ws, "workspace {ws}: reconnecting")
+        }
         FleetEvent::Warning {
             workspace_id: ws,
             warning,
