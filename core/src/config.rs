@@ -32,6 +32,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     ("LOG_LEVEL", "error, warn, info (default), debug or trace"),
     (
+        "LOG_FORMAT",
+        "text (default, for people) or json (one object per line, for log collectors)",
+    ),
+    (
         "DATABASE_URL",
         "PostgreSQL URL of the integrations store (secret)",
     ),
@@ -110,12 +114,23 @@ pub enum LogLevel {
     Trace,
 }
 
+/// How log lines are written (to standard error).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per event, for a person at a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, with the event's fields as keys, for a log collector.
+    Json,
+}
+
 /// The parsed configuration. Optional parts are `None` when their variables are unset;
 /// the features that need them say so when they start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub health_addr: SocketAddr,
     pub log_level: LogLevel,
+    pub log_format: LogFormat,
     pub database_url: Option<SecretUrl>,
     pub encryption_key: Option<Secret<[u8; 32]>>,
     pub encryption_key_previous: Option<Secret<[u8; 32]>>,
@@ -198,6 +213,7 @@ impl Config {
             log_level: p
                 .parse("LOG_LEVEL", parse_log_level)
                 .unwrap_or(LogLevel::Info),
+            log_format: p.parse("LOG_FORMAT", parse_log_format).unwrap_or_default(),
             database_url: p.parse("DATABASE_URL", parse_database_url),
             encryption_key: p.parse("ENCRYPTION_KEY", parse_key32),
             encryption_key_previous: p.parse("ENCRYPTION_KEY_PREVIOUS", parse_key32),
@@ -287,6 +303,14 @@ fn parse_log_level(v: &str) -> Result<LogLevel, String> {
         _ => Err(format!(
             "{v:?} is not one of error, warn, info, debug, trace"
         )),
+    }
+}
+
+fn parse_log_format(v: &str) -> Result<LogFormat, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("{v:?} is not one of text, json")),
     }
 }
 
@@ -381,11 +405,34 @@ mod tests {
         let c = parse(&[]).unwrap();
         assert_eq!(c.health_addr, "0.0.0.0:8002".parse().unwrap());
         assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.inngest_base_url, "https://inn.gs");
         assert_eq!(c.s3_region, "us-east-1");
         assert!(c.database_url.is_none() && c.encryption_key.is_none());
         assert_eq!(c.telegram_dc_addrs.len(), 5);
         assert_eq!(c.data_dir, "telegram-bots-data");
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        for (value, format) in [
+            ("text", LogFormat::Text),
+            ("json", LogFormat::Json),
+            ("JSON", LogFormat::Json),
+            (" json ", LogFormat::Json),
+        ] {
+            let c = parse(&[("LOG_FORMAT", value)]).unwrap();
+            assert_eq!(c.log_format, format, "{value:?}");
+        }
+        for bad in ["xml", "logfmt", ""] {
+            let err = parse(&[("LOG_FORMAT", bad)]).unwrap_err();
+            assert_eq!(err.0.len(), 1, "{bad:?}");
+            assert_eq!(err.0[0].variable, "LOG_FORMAT", "{bad:?}");
+        }
+        assert_eq!(
+            parse(&[("LOG_FORMAT", "xml")]).unwrap_err().to_string(),
+            "configuration error: LOG_FORMAT: \"xml\" is not one of text, json"
+        );
     }
 
     #[test]
@@ -427,6 +474,7 @@ mod tests {
         let err = parse(&[
             ("HEALTH_ADDR", "8002"),
             ("LOG_LEVEL", "loud"),
+            ("LOG_FORMAT", "xml"),
             ("ENCRYPTION_KEY", "c2hvcnQ="),
             ("TELEGRAM_API_ID", "-5"),
             ("INNGEST_BASE_URL", "inn.gs"),
@@ -439,6 +487,7 @@ mod tests {
             [
                 "HEALTH_ADDR",
                 "LOG_LEVEL",
+                "LOG_FORMAT",
                 "ENCRYPTION_KEY",
                 "INNGEST_BASE_URL",
                 "S3_BUCKET",
@@ -446,7 +495,7 @@ mod tests {
             ]
         );
         let text = err.to_string();
-        assert_eq!(text.lines().count(), 6);
+        assert_eq!(text.lines().count(), 7);
         assert!(text.contains("ENCRYPTION_KEY: decodes to 5 bytes, expected 32"));
         assert!(text.lines().all(|l| l.starts_with("configuration error: ")));
     }

@@ -187,13 +187,25 @@ impl Health {
                 json!({ "status": "ready", "bots": bots, "details": details }),
             ),
             Some(reason) => {
-                let body = json!({
-                    "status": "not ready", "bots": bots, "reason": reason, "details": details,
-                });
+                let mut body = json!({ "status": "not ready", "bots": bots, "reason": reason });
+                if let Some(progress) = self.start_progress() {
+                    body["progress"] = progress.into();
+                }
+                body["details"] = details.into();
                 (503, body)
             }
         };
         Response::json(status, body.to_string())
+    }
+
+    /// While bots have not all had their first try, how far they got, for `/readyz`:
+    /// "starting: 412/1000 bots running, 3 failed".
+    fn start_progress(&self) -> Option<String> {
+        if self.lifecycle != Lifecycle::Serving {
+            return None;
+        }
+        let progress = self.fleet.progress();
+        (progress.untried > 0).then(|| format!("starting: {progress}"))
     }
 }
 
@@ -268,6 +280,7 @@ mod tests {
             (r.status, body(&r)["reason"].as_str()),
             (503, Some("starting"))
         );
+        assert_eq!(body(&r).get("progress"), None, "no bots known yet");
 
         health.set_serving();
         let r = health.respond(&get("/readyz"), now, None);
@@ -283,6 +296,12 @@ mod tests {
         let r = health.respond(&get("/readyz"), now, None);
         assert_eq!(r.status, 503);
         assert_eq!(body(&r)["reason"], "starting bots (1 not tried yet)");
+        assert_eq!(body(&r)["progress"], "starting: 0/1 bots running, 0 failed");
+        assert!(
+            r.body
+                .starts_with(br#"{"status":"not ready","bots":0,"reason":"#),
+            "the keys in their order, progress before the details"
+        );
         assert_eq!(
             body(&r)["details"],
             json!([{"workspace_id": "ws_123", "username": "bot1", "state": "syncing",
@@ -299,6 +318,7 @@ mod tests {
         let r = health.respond(&get("/readyz"), now, None);
         assert_eq!((r.status, body(&r)["bots"].as_u64()), (200, Some(0)));
         assert_eq!(body(&r)["details"][0]["last_error"], "FLOOD_WAIT_300");
+        assert_eq!(body(&r).get("progress"), None, "started");
 
         health.set_stopping();
         health.set_serving();

@@ -31,7 +31,7 @@ macro_rules! conformance_suite {
             sigint_exits_zero, configuration_errors_name_the_variable, help_lists_variables,
             port_in_use_is_a_clear_error, secrets_never_leak,
             a_database_without_s3_and_inngest_is_refused,
-            an_unusable_data_dir_stops_the_start);
+            an_unusable_data_dir_stops_the_start, an_unknown_log_format_is_refused);
     };
     (@tests $binary:expr; $($name:ident),*) => {
         $(
@@ -343,6 +343,17 @@ pub fn an_unusable_data_dir_stops_the_start(binary: &Path) {
     assert!(out.contains("DATA_DIR /dev/null/store: "), "{out}");
 }
 
+/// `LOG_FORMAT` is `text` or `json`: anything else is one line naming it, and exit code 2.
+pub fn an_unknown_log_format_is_refused(binary: &Path) {
+    let (status, out) = run_to_exit(binary, &[], &[("LOG_FORMAT", "xml")]);
+    assert_eq!(status.code(), Some(2), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains("configuration error: LOG_FORMAT: \"xml\" is not one of text, json"),
+        "{out}"
+    );
+}
+
 /// `--help` exits 0 and documents the subcommand and the variables.
 pub fn help_lists_variables(binary: &Path) {
     let (status, out) = run_to_exit(binary, &["--help"], &[]);
@@ -353,6 +364,7 @@ pub fn help_lists_variables(binary: &Path) {
         "DATABASE_URL",
         "ENCRYPTION_KEY",
         "LOG_LEVEL",
+        "LOG_FORMAT",
     ] {
         assert!(out.contains(word), "--help does not mention {word}:\n{out}");
     }

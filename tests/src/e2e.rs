@@ -13,6 +13,8 @@ use crate::service::Service;
 
 pub const API_HASH: &str = "0123456789abcdef0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(30);
+/// The level at which each message handed on is logged.
+pub const MESSAGE_LINES: (&str, &str) = ("LOG_LEVEL", "debug");
 
 #[macro_export]
 macro_rules! e2e_suite {
@@ -21,7 +23,8 @@ macro_rules! e2e_suite {
             three_bots_run_and_a_rejected_token_fails, messages_reach_the_right_bot,
             dropped_connections_come_back, a_restart_reuses_keys_and_logins,
             a_panicking_bot_restarts_alone, a_fleet_of_300_restarts_without_a_login,
-            supergroup_messages_arrive_once_and_after_a_restart);
+            supergroup_messages_arrive_once_and_after_a_restart,
+            json_logs_carry_fields_and_no_message_at_info, the_start_logs_its_progress);
     };
     (@tests $binary:expr; $($name:ident),*) => {
         $(
@@ -137,6 +140,13 @@ impl World {
     /// Starts `binary` on this world and waits until it is ready.
     pub fn start(&self, binary: &Path) -> Service {
         self.start_with(binary, &[])
+    }
+
+    /// The same at debug level, where each message handed on has its log line ("workspace
+    /// ws_1: message 5 in chat user 42"): info has a line per state change, never one per
+    /// message.
+    pub fn start_logging_messages(&self, binary: &Path) -> Service {
+        self.start_with(binary, &[MESSAGE_LINES])
     }
 
     /// Runs an admin command of `binary` on this world's store, with `stdin`.
@@ -299,7 +309,7 @@ pub fn three_bots_run_and_a_rejected_token_fails(binary: &Path) {
 
 pub fn messages_reach_the_right_bot(binary: &Path) {
     let world = World::new();
-    let service = world.start(binary);
+    let service = world.start_logging_messages(binary);
     let sent = world
         .telegram
         .send_message(NewMessage {
@@ -389,7 +399,7 @@ pub fn messages_reach_the_right_bot(binary: &Path) {
 
 pub fn dropped_connections_come_back(binary: &Path) {
     let world = World::new();
-    let service = world.start(binary);
+    let service = world.start_logging_messages(binary);
     world
         .telegram
         .add_fault(Fault::new(FaultKind::DropConnections))
@@ -442,7 +452,7 @@ pub fn a_restart_reuses_keys_and_logins(binary: &Path) {
 
     // A message while the service is down arrives after the restart (getDifference).
     world.telegram.send_text("bot1", 9, "while away").unwrap();
-    let service = world.start(binary);
+    let service = world.start_logging_messages(binary);
     until("the missed message", &service, || {
         service
             .logs()
@@ -457,7 +467,7 @@ pub fn a_restart_reuses_keys_and_logins(binary: &Path) {
 /// process and the other bots go on.
 pub fn a_panicking_bot_restarts_alone(binary: &Path) {
     let world = World::new();
-    let service = world.start(binary);
+    let service = world.start_logging_messages(binary);
     // What the restart starts from: the login saved in the store.
     until("bot2's login saved", &service, || {
         let list = world.cli(binary, &["integrations", "list"], "");
@@ -566,7 +576,7 @@ pub fn a_fleet_of_300_restarts_without_a_login(binary: &Path) {
 pub fn supergroup_messages_arrive_once_and_after_a_restart(binary: &Path) {
     let world = World::with_bots(1, false);
     let group = world.telegram.add_channel("team", true, &["bot1"]).unwrap();
-    let service = world.start(binary);
+    let service = world.start_logging_messages(binary);
     world
         .telegram
         .add_fault(Fault::new(FaultKind::DuplicateUpdate).for_bot("bot1"))
@@ -589,9 +599,205 @@ pub fn supergroup_messages_arrive_once_and_after_a_restart(binary: &Path) {
         .telegram
         .send_group_text(group, 43, "while away")
         .unwrap();
-    let service = world.start(binary);
+    let service = world.start_logging_messages(binary);
     until("the group message sent while away", &service, || {
         service.logs().contains(&line(away.message_id))
     });
+    stop(service);
+}
+
+/// Every line of `logs` as a JSON object; a line that is not one fails the test.
+fn json_lines(logs: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    logs.lines()
+        .map(|line| match serde_json::from_str(line) {
+            Ok(serde_json::Value::Object(object)) => object,
+            other => panic!("a log line that is no JSON object ({other:?}): {line:?}\n{logs}"),
+        })
+        .collect()
+}
+
+/// `LOG_FORMAT=json`: every line is one JSON object with `timestamp`, `level` and
+/// `message`; a bot's state change carries `workspace_id` and `state` as keys; each
+/// message handed on has a line at debug with its id as a field, and none at info; no
+/// token and no API hash anywhere.
+pub fn json_logs_carry_fields_and_no_message_at_info(binary: &Path) {
+    let world = World::new();
+    let mut service = world.start_with(binary, &[("LOG_FORMAT", "json"), ("LOG_LEVEL", "debug")]);
+    let mut sent: Vec<(&str, i32)> = Vec::new();
+    for (bot, ws, chat) in [
+        ("bot1", "ws_1", 11),
+        ("bot1", "ws_1", 12),
+        ("bot2", "ws_2", 13),
+    ] {
+        let id = world
+            .telegram
+            .send_text(bot, chat, "hello")
+            .unwrap()
+            .message_id;
+        sent.push((ws, id));
+    }
+    let voice = world
+        .telegram
+        .send_message(NewMessage {
+            bot: "bot3".into(),
+            chat_id: 14,
+            from_user_id: 14,
+            content: Content::Voice {
+                size: 5000,
+                duration: 2,
+                mime_type: "audio/ogg".into(),
+                seed: 9,
+                bytes: None,
+                dc: None,
+                form: VoiceForm::Voice,
+            },
+        })
+        .unwrap();
+    sent.push(("ws_3", voice.message_id));
+    let has = |lines: &[serde_json::Map<String, serde_json::Value>], ws: &str, id: i32| {
+        lines.iter().any(|l| {
+            l.get("level").is_some_and(|v| v == "DEBUG")
+                && l.get("workspace_id").is_some_and(|v| v == ws)
+                && l.get("message_id").is_some_and(|v| v == id)
+        })
+    };
+    until(
+        "every message and the voice message stored, at debug",
+        &service,
+        || {
+            let lines = json_lines(&service.logs());
+            sent.iter().all(|(ws, id)| has(&lines, ws, *id))
+                && lines.iter().any(|l| {
+                    l.get("object_key").is_some()
+                        && l.get("message_id").is_some_and(|v| v == voice.message_id)
+                })
+        },
+    );
+    // A bot whose code panics (grammers on a bare future_salt): the panic is a JSON line
+    // too, not the default hook's text.
+    for fault in [
+        Fault::new(FaultKind::BareFutureSalt)
+            .for_bot("bot2")
+            .for_method("users.getUsers"),
+        Fault::new(FaultKind::DropConnections).for_bot("bot2"),
+    ] {
+        world.telegram.add_fault(fault).unwrap();
+    }
+    until("bot2's panic logged", &service, || {
+        let lines = json_lines(&service.logs());
+        let panicked = |l: &serde_json::Map<String, serde_json::Value>| {
+            l["level"] == "ERROR" && l.get("workspace_id").is_some_and(|v| v == "ws_2")
+        };
+        lines.iter().any(|l| l.contains_key("panic")) && lines.iter().any(panicked)
+    });
+    service.signal(libc::SIGTERM);
+    let status = service.wait_exit(Duration::from_secs(10));
+    let logs = service.logs();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{logs}");
+
+    let lines = json_lines(&logs);
+    for line in &lines {
+        for key in ["timestamp", "level", "message"] {
+            assert!(
+                line.get(key).is_some_and(serde_json::Value::is_string),
+                "no {key} in {line:?}"
+            );
+        }
+        assert!(
+            !line.contains_key("target") && !line.contains_key("spans"),
+            "{line:?}"
+        );
+    }
+    let with = |level: &str, fields: &[(&str, &str)]| {
+        lines.iter().any(|l| {
+            l["level"] == level
+                && fields
+                    .iter()
+                    .all(|(k, v)| l.get(*k).is_some_and(|x| x == v))
+        })
+    };
+    assert!(
+        with(
+            "INFO",
+            &[
+                ("workspace_id", "ws_1"),
+                ("state", "running"),
+                ("message", "workspace ws_1: running")
+            ]
+        ),
+        "{logs}"
+    );
+    assert!(
+        with(
+            "WARN",
+            &[("workspace_id", "ws_revoked"), ("state", "failed")]
+        ),
+        "{logs}"
+    );
+    let revoked = lines
+        .iter()
+        .find(|l| l.get("workspace_id").is_some_and(|v| v == "ws_revoked") && l["level"] == "WARN")
+        .unwrap();
+    assert!(
+        revoked["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ACCESS_TOKEN_INVALID"),
+        "{revoked:?}"
+    );
+    // The start's last progress report, its counts as fields.
+    assert!(
+        lines.iter().any(|l| l["level"] == "INFO"
+            && l.get("total").is_some_and(|v| v == 4)
+            && l.get("running").is_some_and(|v| v == 3)
+            && l.get("failed").is_some_and(|v| v == 1)
+            && l.get("elapsed_ms").is_some_and(serde_json::Value::is_u64)),
+        "{logs}"
+    );
+    // A line per state change at info, never one per message.
+    let per_message: Vec<_> = lines
+        .iter()
+        .filter(|l| l["level"] == "INFO")
+        .filter(|l| {
+            l.contains_key("message_id") || l["message"].as_str().unwrap().contains(" message ")
+        })
+        .collect();
+    assert!(
+        per_message.is_empty(),
+        "per-message lines at info: {per_message:?}"
+    );
+    for secret in ["AAtoken", "AAnot-a-bot", API_HASH] {
+        assert!(!logs.contains(secret), "{secret} in the log:\n{logs}");
+    }
+}
+
+/// While bots start, the log says how far they got; when every bot has had its first
+/// try, one last line with the time it took. The text format keeps fields out of its
+/// lines.
+pub fn the_start_logs_its_progress(binary: &Path) {
+    let world = World::new();
+    let service = world.start(binary);
+    let last = "started: 3/4 bots running, 1 failed, in ";
+    until("the start's last progress line", &service, || {
+        service.logs().contains(last)
+    });
+    let ready = http::get(service.health_addr, "/readyz").json();
+    assert!(ready.get("progress").is_none(), "started: {ready}");
+    let logs = service.logs();
+    assert_eq!(logs.matches(last).count(), 1, "{logs}");
+    let line = logs.lines().find(|l| l.contains(last)).unwrap();
+    assert!(
+        line.contains(" INFO started: ") && line.ends_with(" s"),
+        "{line}"
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.ends_with(" INFO workspace ws_1: running")),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("workspace_id="),
+        "fields in the text format:\n{logs}"
+    );
     stop(service);
 }

@@ -277,7 +277,7 @@ pub fn a_fleet_on_postgres_restarts_without_a_login_and_outlives_a_database_rest
     assert_eq!(http::get(service.health_addr, "/readyz").json()["bots"], 3);
     stop(service);
     let before = world.stats();
-    let service = world.start(binary);
+    let service = world.start_logging_messages(binary);
     assert_eq!(http::get(service.health_addr, "/readyz").json()["bots"], 3);
     let after = world.stats();
     assert_eq!(after["logins"], before["logins"], "no new login");
@@ -324,7 +324,7 @@ pub fn a_fleet_on_postgres_restarts_without_a_login_and_outlives_a_database_rest
     stop(service);
     // And the state written after the restart is there: the next start fetches nothing
     // again (the message is not logged twice).
-    let service = world.start(binary);
+    let service = world.start_logging_messages(binary);
     std::thread::sleep(Duration::from_millis(500));
     assert!(!service.logs().contains(&line), "{}", service.logs());
     stop(service);

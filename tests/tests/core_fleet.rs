@@ -1,10 +1,14 @@
 //! The core's fleet driver against the fake DC, both sans-IO, in memory, with a fake
-//! clock: admission control, a staggered start, reconciling the wanted set, restarts
-//! after a panic, readiness that does not flap, a failing store, and a clean stop.
+//! clock: admission control, a staggered start and its progress reports, reconciling the
+//! wanted set, restarts after a panic, readiness that does not flap, a failing store,
+//! and a clean stop.
 
 use std::time::Duration;
 
-use telegram_bots_core::fleet::{BotState, Effect, FleetEvent, FleetSettings, WantedBot};
+use telegram_bots_core::fleet::{
+    BotState, Effect, FleetEvent, FleetSettings, PROGRESS_EVERY, Progress, WantedBot,
+};
+use telegram_bots_core::http::{Method, Request};
 use telegram_bots_tests::fake_dc::fault::{Fault, FaultKind};
 use telegram_bots_tests::fleet_sim::{Sim, config, settings, token};
 
@@ -327,4 +331,169 @@ fn a_stop_finishes_once_everything_received_is_durable() {
         0,
         "every connection closed"
     );
+}
+
+/// The start's progress reports in `sim.events[from..]`.
+fn progress_reports(sim: &Sim, from: usize) -> Vec<(Progress, Option<Duration>)> {
+    sim.events[from..]
+        .iter()
+        .filter_map(|e| match e {
+            FleetEvent::Progress { progress, elapsed } => Some((*progress, *elapsed)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `/readyz` as the health surface answers it now.
+fn readyz(sim: &Sim) -> serde_json::Value {
+    let request = Request {
+        method: Method::Get,
+        path: "/readyz".into(),
+    };
+    let response = sim.fleet.health().respond(&request, sim.now.instant, None);
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+#[test]
+fn a_slow_start_reports_its_progress_at_the_interval_and_once_more_when_done() {
+    // 31 bots at 5 connects a second after a burst of 5: just over 5 s.
+    let mut sim = Sim::new(30, settings(1000, 5, 5));
+    for i in 0..30 {
+        sim.stored_session(i);
+    }
+    let mut wanted = sim.wanted(0..30);
+    wanted.push(WantedBot {
+        config: config("ws_revoked", "7199999:AAnot-a-bot"),
+        record: None,
+        refused: None,
+    });
+    let start = sim.now.instant;
+    sim.set_wanted(wanted);
+    assert!(progress_reports(&sim, 0).is_empty(), "no report at once");
+
+    // /readyz says how far the start has come.
+    let ready = readyz(&sim);
+    assert_eq!(ready["status"], "not ready");
+    let running = sim.running();
+    assert!(running > 0 && running < 30, "{running}");
+    assert_eq!(
+        ready["progress"],
+        format!("starting: {running}/31 bots running, 0 failed")
+    );
+    assert!(
+        ready["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("starting bots ("),
+        "{ready}"
+    );
+
+    // Every report with the time it came at.
+    let mut reports = Vec::new();
+    let mut seen = 0;
+    while sim.now.instant < start + Duration::from_secs(20) {
+        sim.advance();
+        for report in progress_reports(&sim, seen) {
+            reports.push((sim.now.instant - start, report));
+        }
+        seen = sim.events.len();
+    }
+    let times: Vec<Duration> = reports.iter().map(|(at, _)| *at).collect();
+    assert_eq!(
+        times[..2],
+        [PROGRESS_EVERY, PROGRESS_EVERY * 2],
+        "every {PROGRESS_EVERY:?} while starting: {reports:?}"
+    );
+    assert_eq!(reports.len(), 3, "two reports, then the last: {reports:?}");
+    let (first, second) = (reports[0].1, reports[1].1);
+    assert!(first.0.running < second.0.running && second.0.running < 30);
+    for (progress, elapsed) in [first, second] {
+        assert_eq!(elapsed, None);
+        assert_eq!(progress.total, 31);
+        assert!(progress.untried > 0);
+        assert_eq!(
+            progress.running + progress.failed + progress.retrying + progress.untried,
+            31,
+            "{progress:?}"
+        );
+    }
+    let (at, (last, elapsed)) = reports[2];
+    assert_eq!(
+        last,
+        Progress {
+            total: 31,
+            running: 30,
+            failed: 1,
+            retrying: 0,
+            untried: 0
+        }
+    );
+    assert_eq!(elapsed, Some(at), "the time from the first wanted set");
+    assert!(
+        at > Duration::from_secs(5) && at < Duration::from_secs(6),
+        "{at:?}"
+    );
+    assert_eq!(last.to_string(), "30/31 bots running, 1 failed");
+    let ready = readyz(&sim);
+    assert_eq!(ready["status"], "ready");
+    assert!(ready.get("progress").is_none(), "{ready}");
+}
+
+#[test]
+fn a_start_over_at_once_reports_once_and_a_later_bot_does_not_report_again() {
+    let mut sim = Sim::new(4, FleetSettings::default());
+    let wanted = sim.wanted(0..3);
+    sim.set_wanted(wanted);
+    assert_eq!(sim.running(), 3);
+    let reports = progress_reports(&sim, 0);
+    assert_eq!(
+        reports,
+        [(
+            Progress {
+                total: 3,
+                running: 3,
+                ..Progress::default()
+            },
+            Some(Duration::ZERO)
+        )]
+    );
+    let wanted = sim.wanted(0..4);
+    sim.set_wanted(wanted);
+    sim.advance_until(Duration::from_secs(10), |s| s.running() == 4);
+    let end = sim.now.instant + PROGRESS_EVERY * 3;
+    while sim.now.instant < end {
+        sim.advance();
+    }
+    assert_eq!(progress_reports(&sim, 0).len(), 1, "the start is over");
+}
+
+#[test]
+fn an_empty_fleet_reports_its_start_once() {
+    let mut sim = Sim::new(0, FleetSettings::default());
+    sim.set_wanted(Vec::new());
+    let end = sim.now.instant + PROGRESS_EVERY * 3;
+    while sim.now.instant < end {
+        sim.advance();
+    }
+    assert_eq!(
+        progress_reports(&sim, 0),
+        [(Progress::default(), Some(Duration::ZERO))]
+    );
+}
+
+#[test]
+fn a_stop_while_starting_ends_the_reports() {
+    let mut sim = Sim::new(20, settings(1000, 2, 2));
+    for i in 0..20 {
+        sim.stored_session(i);
+    }
+    let wanted = sim.wanted(0..20);
+    sim.set_wanted(wanted);
+    sim.fleet.stop(sim.now);
+    sim.run();
+    let end = sim.now.instant + PROGRESS_EVERY * 3;
+    while sim.now.instant < end && sim.fleet.poll_timeout().is_some() {
+        sim.advance();
+    }
+    assert!(progress_reports(&sim, 0).is_empty(), "{:?}", sim.events);
 }

@@ -15,6 +15,7 @@
 //! connection its bot has already left is ignored.
 
 pub mod admission;
+mod progress;
 mod slots;
 mod status;
 pub mod timers;
@@ -25,8 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::admission::{Admission, AdmissionLimits};
+pub use self::progress::PROGRESS_EVERY;
+use self::progress::Start;
 use self::slots::Slot;
-pub use self::status::{BotState, BotStatus, Counters, FleetStatus};
+pub use self::status::{BotState, BotStatus, Counters, FleetStatus, Progress};
 use self::timers::Timers;
 pub use self::voice::VoiceStatus;
 use crate::bot::{BotConfig, ConnNo, Warning};
@@ -140,6 +143,13 @@ pub enum FleetEvent {
         key: VoiceKey,
         outcome: VoiceOutcome,
     },
+    /// How far the start has come: every [`PROGRESS_EVERY`] while bots start, and once
+    /// more when every bot has had its first try, with the time the start took
+    /// (`elapsed`); never after that.
+    Progress {
+        progress: Progress,
+        elapsed: Option<Duration>,
+    },
 }
 
 /// The fleet's bounds and pacing.
@@ -194,6 +204,8 @@ pub struct Fleet {
     downloaded: Vec<(JobId, Result<Vec<u8>, Failure>)>,
     /// The pipeline may have something to do.
     voice_dirty: bool,
+    /// The start's progress reports.
+    startup: Start,
 }
 
 impl Fleet {
@@ -216,6 +228,7 @@ impl Fleet {
             voice_downloads: HashMap::new(),
             downloaded: Vec::new(),
             voice_dirty: false,
+            startup: Start::default(),
         }
     }
 
@@ -328,12 +341,14 @@ impl Fleet {
             self.retire(id, now);
         }
         self.admit(now.instant);
+        self.progress_wanted(now);
     }
 
     /// Stops every bot; [`Fleet::is_stopped`] tells when all they received is durable.
     pub fn stop(&mut self, now: Now) {
         self.stopping = true;
         self.health.set_stopping();
+        self.progress_end();
         self.pipeline.stop();
         self.voice_dirty = true;
         let ids: Vec<BotId> = self.slots.keys().copied().collect();
@@ -444,6 +459,7 @@ impl Fleet {
         }
         self.admit(now.instant);
         self.reap(now);
+        self.progress_timeout(now);
         self.pipeline.handle_timeout(now.instant);
         self.voice_dirty = true;
         self.pump_voice(now, random);
@@ -458,13 +474,15 @@ impl Fleet {
     }
 
     /// When [`Fleet::handle_timeout`] is due: the earliest bot deadline, admission's next
-    /// token, a voice message's retry, or the heartbeat.
+    /// token, a voice message's retry, the start's next progress report, or the
+    /// heartbeat.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let heartbeat = self.health.last_heartbeat().map(|at| at + HEARTBEAT);
         [
             self.timers.next_deadline(),
             self.admission.poll_timeout(),
             self.pipeline.poll_timeout(),
+            self.progress_deadline(),
             heartbeat,
         ]
         .into_iter()

@@ -227,6 +227,9 @@ impl Fleet {
                     });
                     if current {
                         self.voice_bot_state(&ws, state);
+                        if state.has_been_tried() {
+                            self.progress_tried(&ws, now);
+                        }
                     }
                 }
                 BotOutput::Reconnecting => {
@@ -354,6 +357,9 @@ impl Fleet {
                 Some(reason.into()),
                 now.unix_secs.max(0) as u64,
             );
+        }
+        if !retiring {
+            self.progress_tried(&ws, now);
         }
         self.events.push_back(FleetEvent::Panicked {
             workspace_id: ws,

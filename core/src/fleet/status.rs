@@ -2,6 +2,7 @@
 //! behind `/metrics`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// Where a bot is in its life, as reported on `/readyz` and in metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -103,6 +104,35 @@ impl BotStatus {
     }
 }
 
+/// The bots counted by how far they got: the start's progress reports and `/readyz`
+/// while starting. Shown as "412/1000 bots running, 3 failed" (", 2 retrying" when some
+/// wait in backoff).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub total: usize,
+    pub running: usize,
+    /// Failed: they need a person (a revoked token, say).
+    pub failed: usize,
+    /// Waiting in backoff to try again.
+    pub retrying: usize,
+    /// Not tried yet (see [`BotState::has_been_tried`]).
+    pub untried: usize,
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} bots running, {} failed",
+            self.running, self.total, self.failed
+        )?;
+        if self.retrying > 0 {
+            write!(f, ", {} retrying", self.retrying)?;
+        }
+        Ok(())
+    }
+}
+
 /// Process-wide counters, by what they count.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -165,6 +195,24 @@ impl FleetStatus {
     pub fn untried(&self) -> usize {
         self.bots.values().filter(|b| !b.tried).count()
     }
+
+    /// The bots counted by how far they got (one pass).
+    pub fn progress(&self) -> Progress {
+        let mut p = Progress {
+            total: self.bots.len(),
+            ..Progress::default()
+        };
+        for bot in self.bots.values() {
+            match bot.state {
+                BotState::Running => p.running += 1,
+                BotState::Failed => p.failed += 1,
+                BotState::Backoff => p.retrying += 1,
+                _ => {}
+            }
+            p.untried += usize::from(!bot.tried);
+        }
+        p
+    }
 }
 
 #[cfg(test)]
@@ -203,5 +251,41 @@ mod tests {
         let order: Vec<_> = fleet.bots().map(|b| b.workspace_id.as_str()).collect();
         assert_eq!(order, ["ws_1", "ws_2"]);
         assert_eq!((fleet.untried(), fleet.count(BotState::Running)), (1, 1));
+    }
+
+    #[test]
+    fn progress_counts_running_failed_retrying_and_untried_bots() {
+        let mut fleet = FleetStatus::new();
+        let states = [
+            Some(BotState::Running),
+            Some(BotState::Running),
+            Some(BotState::Failed),
+            Some(BotState::Backoff),
+            Some(BotState::Syncing),
+            None,
+        ];
+        for (i, state) in states.into_iter().enumerate() {
+            let mut bot = BotStatus::new(&format!("ws_{i}"), 0);
+            if let Some(state) = state {
+                bot.set_state(state, None, 1);
+            }
+            fleet.upsert(bot);
+        }
+        let p = fleet.progress();
+        assert_eq!(
+            p,
+            Progress {
+                total: 6,
+                running: 2,
+                failed: 1,
+                retrying: 1,
+                untried: 2
+            }
+        );
+        assert_eq!(p.to_string(), "2/6 bots running, 1 failed, 1 retrying");
+        assert_eq!(
+            FleetStatus::new().progress().to_string(),
+            "0/0 bots running, 0 failed"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
-use telegram_bots_core::config::{self, Config, LogLevel};
+use telegram_bots_core::config::{self, Config, LogFormat, LogLevel};
 
 use crate::admin::{self, IntegrationsCommand, OutboxCommand};
 use crate::demo::Demo;
@@ -115,11 +115,18 @@ fn parse(binary: &'static str, about: &'static str) -> Result<(Config, Cli), Exi
         }
         ExitCode::from(2)
     })?;
-    init_logging(config.log_level);
+    init_logging(config.log_level, config.log_format);
     Ok((config, cli))
 }
 
-fn init_logging(level: LogLevel) {
+/// Logging to standard error at `level`, as text or as JSON lines.
+///
+/// Log lines carry their facts twice: in the message, a sentence a person reads
+/// ("workspace ws_1: running"), and as fields (`workspace_id`, `state`, ...) that a log
+/// collector indexes. The text format writes the message only, so the fields do not
+/// clutter it; the JSON format writes one object per line with `timestamp`, `level`,
+/// `message` and every field as its own key (no target, no spans).
+fn init_logging(level: LogLevel, format: LogFormat) {
     let level = match level {
         LogLevel::Error => tracing::Level::ERROR,
         LogLevel::Warn => tracing::Level::WARN,
@@ -127,19 +134,62 @@ fn init_logging(level: LogLevel) {
         LogLevel::Debug => tracing::Level::DEBUG,
         LogLevel::Trace => tracing::Level::TRACE,
     };
+    use tracing_subscriber::fmt;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     // grammers logs routine protocol steps (salts, acks) at info: keep them at warn.
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(level)
         .with_target("grammers_mtproto", tracing::Level::WARN.min(level));
+    let text = (format == LogFormat::Text).then(|| {
+        fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .fmt_fields(fmt::format::debug_fn(|writer, field, value| {
+                if field.name() == "message" {
+                    write!(writer, "{value:?}")
+                } else {
+                    Ok(())
+                }
+            }))
+    });
+    let json = (format == LogFormat::Json).then(|| {
+        fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_target(false)
+            .with_writer(std::io::stderr)
+    });
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false),
-        )
+        .with(text)
+        .with(json)
         .with(filter)
         .init();
+    if format == LogFormat::Json {
+        // A panic's message would be a line of plain text among the JSON ones: log it as
+        // an event instead (the bot it happened in restarts; see `log::fleet_event`).
+        std::panic::set_hook(Box::new(|info| {
+            let payload = info
+                .payload()
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let thread = std::thread::current();
+            let thread = thread.name().unwrap_or("unnamed");
+            tracing::error!(
+                panic = payload,
+                location = %location,
+                thread,
+                "panic in thread {thread} at {location}: {payload}"
+            );
+        }));
+    }
 }

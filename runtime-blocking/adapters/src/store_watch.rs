@@ -107,7 +107,8 @@ pub fn apply(fleet: &mut Fleet, report: Report, now: Now, random: &mut impl Rand
             fleet.handle_voice_pending(jobs, read_at, now, random)
         }
         Report::Wanted(wanted) => {
-            tracing::info!("{} bots wanted", wanted.len());
+            let bots = wanted.len();
+            tracing::info!(bots, "{bots} bots wanted");
             fleet.set_wanted(wanted, now);
             fleet.health_mut().set_starting_reason(None);
             fleet.health_mut().set_serving();
@@ -153,12 +154,16 @@ fn watch(watched: &Watched<'_>, report: &impl Fn(Report), stop: &AtomicBool) {
                 if modified != file_seen {
                     let declared = declare::read(path)?;
                     let synced = declare::sync(s.as_mut(), &declared).map_err(|e| e.to_string())?;
+                    let integrations = declared.len();
+                    let (added, changed, disabled) =
+                        (synced.added, synced.updated, synced.disabled);
                     tracing::info!(
-                        "bots file {path}: {} integrations ({} added, {} changed, {} disabled)",
-                        declared.len(),
-                        synced.added,
-                        synced.updated,
-                        synced.disabled
+                        bots_file = %path,
+                        integrations,
+                        added,
+                        changed,
+                        disabled,
+                        "bots file {path}: {integrations} integrations ({added} added, {changed} changed, {disabled} disabled)"
                     );
                     file_seen = modified;
                 }
@@ -201,7 +206,7 @@ fn watch(watched: &Watched<'_>, report: &impl Fn(Report), stop: &AtomicBool) {
             Err(e) => {
                 let trouble = format!("the store ({}): {e}", place.describe());
                 if trouble != last_trouble {
-                    tracing::error!("{trouble}; retrying");
+                    tracing::error!(error = %e, "{trouble}; retrying");
                     report(Report::Trouble(trouble.clone()));
                     last_trouble = trouble;
                 }

@@ -286,6 +286,9 @@ impl Sealer {
                 .map(Secret::new),
             Err(e) => {
                 tracing::warn!(
+                    workspace_id = %workspace_id,
+                    dc,
+                    error = %e,
                     "integration {workspace_id}: the auth key for DC {dc} {e}; the bot makes a new one"
                 );
                 None
@@ -374,7 +377,11 @@ pub(crate) fn reseal(
     match sealer.keyring().open(sealed) {
         Ok(plain) => Some(sealer.seal(plain.expose())),
         Err(e) => {
-            tracing::warn!("integration {workspace_id}: {what} {e}; left as it is");
+            tracing::warn!(
+                workspace_id = %workspace_id,
+                error = %e,
+                "integration {workspace_id}: {what} {e}; left as it is"
+            );
             None
         }
     }
