@@ -627,6 +627,11 @@ pub fn main(binaries: &Binaries, json_out: &Path, quick: bool) {
     ));
     plans.push(first_start("blocking", &binaries.blocking, &fresh[1000..]));
 
+    // FLEET_BENCH_ONLY="smol Sqlite 10000" keeps the runs whose "runtime store bots"
+    // contains it (a profile of one case).
+    if let Ok(only) = std::env::var("FLEET_BENCH_ONLY") {
+        plans.retain(|p| format!("{} {:?} {}", p.runtime, p.store, p.bots.len()).contains(&only));
+    }
     let mut cases = Vec::new();
     // The PostgreSQL server runs only during its runs.
     let mut pg: Option<Postgres> = None;

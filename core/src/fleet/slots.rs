@@ -119,6 +119,7 @@ impl Fleet {
         slot.restart_at = None;
         let ws = slot.config.workspace_id.clone();
         self.retiring.insert(ws, id);
+        self.retiring_slots.insert(id);
         self.with_bot(id, now, |bot| bot.stop(now.instant));
         self.reap(now);
     }
@@ -371,17 +372,23 @@ impl Fleet {
 
     /// Forgets retiring bots that have finished, and starts their successors.
     pub(super) fn reap(&mut self, now: Now) {
-        let finished: Vec<BotId> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| {
-                (s.retiring || self.stopping)
-                    && s.in_flight.is_none()
-                    && s.bot.as_ref().is_none_or(Bot::is_finished)
+        // Only retiring bots can be done, unless everything stops.
+        let candidates: Vec<BotId> = match self.stopping {
+            true => self.slots.keys().copied().collect(),
+            false => self.retiring_slots.iter().copied().collect(),
+        };
+        let finished: Vec<BotId> = candidates
+            .into_iter()
+            .filter(|id| {
+                self.slots.get(id).is_some_and(|s| {
+                    (s.retiring || self.stopping)
+                        && s.in_flight.is_none()
+                        && s.bot.as_ref().is_none_or(Bot::is_finished)
+                })
             })
-            .map(|(id, _)| *id)
             .collect();
         for id in finished {
+            self.retiring_slots.remove(&id);
             let slot = self.slots.remove(&id).expect("listed above");
             self.timers.remove(id);
             self.voice_bot_gone(id);

@@ -278,12 +278,10 @@ impl Store for SqliteStore {
     }
 
     fn integrations_version(&mut self) -> Result<i64, StoreError> {
+        // Asked every second by the store watcher: prepared once, not parsed each time.
         self.conn
-            .query_row(
-                "SELECT integrations FROM telegram_bots_changes WHERE id = 1",
-                [],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT integrations FROM telegram_bots_changes WHERE id = 1")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(|e| self.fail(e))
     }
 
