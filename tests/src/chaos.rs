@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use telegram_bots_adapters::voice_sink::local_dir::stored_keys;
 
 use crate::e2e::World;
 use crate::e2e_store::{VoiceSinks, on_postgres};
@@ -211,26 +212,13 @@ impl Run<'_> {
                     .collect()
             }
             None => {
+                // A write the SIGKILL cut short leaves at worst a hidden `.*.part` file
+                // (README), never an object under its final name.
                 let root = self.data_dir().join("voice");
                 let mut out = BTreeMap::new();
-                let mut dirs = vec![root.clone()];
-                while let Some(dir) = dirs.pop() {
-                    for entry in std::fs::read_dir(&dir).unwrap() {
-                        let path = entry.unwrap().path();
-                        let name = path.file_name().unwrap_or_default().to_string_lossy();
-                        if path.is_dir() {
-                            dirs.push(path);
-                        } else if name.starts_with('.') && name.ends_with(".part") {
-                            // A write the SIGKILL cut short (README: at worst a hidden
-                            // `.*.part` file); never an object under its final name.
-                        } else {
-                            let key = path.strip_prefix(&root).unwrap().to_string_lossy();
-                            out.insert(
-                                key.into_owned(),
-                                hex(&sha256(&[&std::fs::read(&path).unwrap()])),
-                            );
-                        }
-                    }
+                for key in stored_keys(&root).expect("list the voice directory") {
+                    let bytes = std::fs::read(root.join(&key)).unwrap();
+                    out.insert(key, hex(&sha256(&[&bytes])));
                 }
                 out
             }

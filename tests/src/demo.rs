@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use telegram_bots_adapters::voice_sink::local_dir::stored_keys;
+
 use crate::service::{Service, scratch_data_dir};
 
 #[macro_export]
@@ -200,23 +202,11 @@ fn check_ogg_opus(file: &Path) {
     assert!(decoded.success(), "opusdec refuses {}", file.display());
 }
 
-/// Files under `dir`, recursively, but for hidden ones (a `.part` being written).
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            files.extend(all_files(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files.sort();
-    files
+/// The stored voice files under `voice`.
+fn all_files(voice: &Path) -> Vec<PathBuf> {
+    stored_keys(voice)
+        .expect("list the voice directory")
+        .into_iter()
+        .map(|key| voice.join(key))
+        .collect()
 }

@@ -17,17 +17,19 @@
 //! - `cargo` is a shim: `cargo build --release` finds the binaries built (by `cargo
 //!   test`) in `./target/release/`, and `cargo run --release --bin NAME -- ARGS` runs
 //!   `./target/release/NAME ARGS`;
-//! - the example values the README exports for PostgreSQL, S3 and Inngest are replaced by
-//!   the test's own servers (with `S3_ENDPOINT` and `INNGEST_BASE_URL` beside them), and
+//! - a README line that exports a variable of PostgreSQL, S3 or Inngest exports the test's
+//!   server's instead, with the rest of that server's set (`S3_ENDPOINT`,
+//!   `INNGEST_BASE_URL`), and
 //!   `TELEGRAM_DC_ADDRS` / `TELEGRAM_RSA_PUBLIC_KEY` point at the fake Telegram, whose
 //!   test app has the README's example API id and hash.
 
-use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use telegram_bots_adapters::voice_sink::local_dir::stored_keys;
 
 use crate::fake_dc::FakeTelegram;
 use crate::fake_dc::world::{Content, NewMessage, VoiceForm};
@@ -92,8 +94,9 @@ struct World {
     s3: TestS3,
     inngest: InngestReceiver,
     env: Vec<(String, String)>,
-    /// `export NAME=...` lines of the README replaced by the test's.
-    overrides: BTreeMap<&'static str, String>,
+    /// The variables of each of the test's servers (PostgreSQL, S3, Inngest): a README
+    /// line that exports one of them exports its server's whole set instead.
+    servers: Vec<Vec<(String, String)>>,
 }
 
 impl World {
@@ -131,30 +134,11 @@ impl World {
         let db = TestDb::new();
         let s3 = TestS3::start("voice");
         let inngest = InngestReceiver::start("readme-event-key");
-        let s3_env: BTreeMap<String, String> = s3.env().into_iter().collect();
-        let mut overrides = BTreeMap::new();
-        overrides.insert("DATABASE_URL", db.url().to_owned());
-        overrides.insert(
-            "S3_BUCKET",
-            format!(
-                "{} S3_ENDPOINT={}",
-                s3_env["S3_BUCKET"], s3_env["S3_ENDPOINT"]
-            ),
-        );
-        overrides.insert("S3_REGION", s3_env["S3_REGION"].clone());
-        overrides.insert("AWS_ACCESS_KEY_ID", s3_env["AWS_ACCESS_KEY_ID"].clone());
-        overrides.insert(
-            "AWS_SECRET_ACCESS_KEY",
-            s3_env["AWS_SECRET_ACCESS_KEY"].clone(),
-        );
-        overrides.insert(
-            "INNGEST_EVENT_KEY",
-            format!(
-                "{} INNGEST_BASE_URL={}",
-                inngest.event_key(),
-                inngest.base_url()
-            ),
-        );
+        let servers = vec![
+            vec![("DATABASE_URL".to_owned(), db.url().to_owned())],
+            s3.env(),
+            inngest.env(),
+        ];
         let path = format!(
             "{}:{}",
             shims.display(),
@@ -179,7 +163,7 @@ impl World {
             s3,
             inngest,
             env,
-            overrides,
+            servers,
         }
     }
 
@@ -195,8 +179,16 @@ impl World {
                 else {
                     return line.clone();
                 };
-                match self.overrides.get(name) {
-                    Some(value) => format!("export {name}={value}"),
+                let server = self
+                    .servers
+                    .iter()
+                    .find(|vars| vars.iter().any(|(n, _)| n == name));
+                match server {
+                    Some(vars) => {
+                        let vars: Vec<String> =
+                            vars.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                        format!("export {}", vars.join(" "))
+                    }
                     None => line.clone(),
                 }
             })
@@ -232,9 +224,7 @@ impl World {
                     size: 9000,
                     duration: 3,
                     mime_type: "audio/ogg".into(),
-                    seed: self.telegram.stats()["connections_total"]
-                        .as_u64()
-                        .unwrap_or(0),
+                    seed: 7,
                     bytes: None,
                     dc: None,
                     form: VoiceForm::Voice,
@@ -294,23 +284,6 @@ fn output_of(child: Child) -> (bool, String) {
     )
 }
 
-/// Files under `dir`, recursively, but for hidden ones.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            found.extend(files(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
-
 pub fn run_every_command(binary: &Path) {
     let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
     let readme = std::fs::read_to_string(&readme_path).expect("README.md");
@@ -345,7 +318,7 @@ pub fn run_every_command(binary: &Path) {
                 assert!(demo.is_some(), "README.md:{}: no demo runs", block.line);
                 let voice = world.dir.join("demo-data/voice");
                 wait_until("a demo voice file", Duration::from_secs(20), || {
-                    !files(&voice).is_empty()
+                    stored_keys(&voice).is_ok_and(|keys| !keys.is_empty())
                 });
                 let (ok, out) = output_of(world.spawn(&exports, &script));
                 assert!(ok, "README.md:{}: failed:\n{out}", block.line);

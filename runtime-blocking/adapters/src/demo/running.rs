@@ -2,9 +2,8 @@
 //! script and keeps the fake Telegram's world on disk.
 
 use std::fs;
-use std::io::Write as _;
 use std::net::TcpListener;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -18,7 +17,7 @@ use telegram_bots_fake_telegram::{FakeTelegram, TEST_API_HASH, TEST_API_ID, cont
 use super::world::{self, BOTS, Step};
 use crate::store::StorePlace;
 use crate::voice_sink::events_file::EVENTS_FILE;
-use crate::voice_sink::local_dir::VOICE_DIR;
+use crate::voice_sink::local_dir::{VOICE_DIR, replace_file, stored_keys};
 
 /// The fake Telegram's world between runs.
 const WORLD_FILE: &str = "fake-telegram.json";
@@ -263,10 +262,8 @@ fn play(telegram: &FakeTelegram, group: i64, stop: &Stop, dir: &Path) {
             tracing::warn!("demo: {e}");
         }
         if (n - first) % SUMMARY_EVERY == 1 || n - first == BOTS.len() as u64 {
-            let (files, events) = (
-                count_files(&dir.join(VOICE_DIR)),
-                count_lines(&dir.join(EVENTS_FILE)),
-            );
+            let files = stored_keys(&dir.join(VOICE_DIR)).map_or(0, |keys| keys.len());
+            let events = count_lines(&dir.join(EVENTS_FILE));
             tracing::info!(
                 voice_sent = voice,
                 texts_sent = texts,
@@ -323,40 +320,10 @@ a supergroup). Ctrl-C stops; run it again to resume from the stored sessions.",
     );
 }
 
-/// Writes `bytes` to `path` whole or not at all (a temporary file renamed over it),
-/// owner-only.
+/// Writes `bytes` to `path` whole or not at all, owner-only.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let temp = path.with_extension("tmp");
-    let result = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&temp, path));
-    result.map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn count_files(dir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let path = e.path();
-            let hidden = e.file_name().to_string_lossy().starts_with('.');
-            match e.file_type() {
-                Ok(t) if t.is_dir() => count_files(&path),
-                Ok(t) if t.is_file() && !hidden => 1,
-                _ => 0,
-            }
-        })
-        .sum()
+    replace_file(path, &path.with_extension("tmp"), bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn count_lines(file: &Path) -> usize {

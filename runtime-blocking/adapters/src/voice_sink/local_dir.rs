@@ -49,24 +49,61 @@ impl LocalDirStore {
         create_dirs(parent)?;
         let name = path.file_name().expect("checked").to_string_lossy();
         let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
-        let temp = parent.join(format!(".{name}.{}-{n}.part", std::process::id()));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .and_then(|mut file| {
-                file.write_all(bytes)?;
-                file.sync_all()
-            })
-            .and_then(|()| fs::rename(&temp, path));
-        if written.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        written?;
-        // The rename is durable once the directory is.
-        File::open(parent)?.sync_all()
+        let temp = parent.join(format!(".{name}.{}-{n}.{PART}", std::process::id()));
+        replace_file(path, &temp, bytes)
     }
+}
+
+/// The extension of a hidden file being written (or cut short by a crash).
+const PART: &str = "part";
+
+/// Writes `bytes` to `path` whole or not at all: into `temp` beside it (owner-only),
+/// flushed to disk, renamed over `path`, and the directory flushed so that the rename
+/// is durable. On an error `temp` is removed and `path` is as it was.
+pub fn replace_file(path: &Path, temp: &Path, bytes: &[u8]) -> io::Result<()> {
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(temp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(temp);
+    }
+    written?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    File::open(parent.unwrap_or(Path::new(".")))?.sync_all()
+}
+
+/// The keys of the objects stored in the voice directory `dir`, sorted: every file under
+/// it but a hidden `.*.part` one (a write in progress, or cut short by a crash). A
+/// directory not made yet holds none.
+pub fn stored_keys(dir: &Path) -> io::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(at) = dirs.pop() {
+        let entries = match fs::read_dir(&at) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            entries => entries?,
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !(name.starts_with('.') && name.ends_with(&format!(".{PART}"))) {
+                let key = path.strip_prefix(dir).expect("found under dir");
+                keys.push(key.to_string_lossy().into_owned());
+            }
+        }
+    }
+    keys.sort();
+    Ok(keys)
 }
 
 impl ObjectStore for LocalDirStore {
@@ -161,6 +198,25 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    #[test]
+    fn stored_keys_are_the_objects_not_the_writes_in_progress() {
+        let root = temp_dir("local-dir-store-keys");
+        assert_eq!(
+            stored_keys(&root.join("none")).unwrap(),
+            Vec::<String>::new()
+        );
+        let store = LocalDirStore::new(&root).unwrap();
+        store.put(&job("ws_1", 456), b"audio").unwrap();
+        let cut_short = root.join("ws_1/2026/11/26/channel-555/.457.ogg.1-0.part");
+        fs::write(&cut_short, b"au").unwrap();
+        assert_eq!(files(&root).len(), 2);
+        assert_eq!(
+            stored_keys(&root).unwrap(),
+            ["ws_1/2026/11/26/channel-555/456.ogg"]
+        );
+        fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
